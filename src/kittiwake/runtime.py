@@ -1,0 +1,140 @@
+"""The composition root: Settings -> store -> API app -> HTTP server; start and stop.
+
+Nothing else wires components together. ``serve`` runs every role in one process (API now; the
+dispatcher and simulated carrier join here as they are built).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import TextIO
+
+import uvicorn
+
+from kittiwake import __version__, provisioning
+from kittiwake.clock import Clock, SystemClock
+from kittiwake.config import Settings
+from kittiwake.models import Account
+from kittiwake.store.base import Store
+from kittiwake.store.sqlite import SqliteStore
+
+log = logging.getLogger("kittiwake")
+
+
+def build_store(settings: Settings) -> Store:
+    return SqliteStore(
+        settings.database_path, synchronous=settings.sqlite_synchronous, max_batch=settings.max_commit_batch
+    )
+
+
+@asynccontextmanager
+async def opened_store(settings: Settings) -> AsyncIterator[Store]:
+    """The store with migrations applied, closed (after finishing queued writes) on exit."""
+    store = build_store(settings)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def ensure_first_account(store: Store, clock: Clock) -> Account | None:
+    """Create the first account on an empty database; return it, or None when accounts exist."""
+    if await store.all_accounts():
+        return None
+    return await provisioning.create_account(store, clock, "Kittiwake first account")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without its own signal handling: the Gateway owns SIGINT/SIGTERM.
+
+    uvicorn re-raises a captured signal after shutting down, so the process would die of SIGTERM
+    (exit status -15) instead of exiting 0 after a clean stop.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Gateway:
+    """One Kittiwake process: every role, until :meth:`request_stop`, SIGINT or SIGTERM.
+
+    ``ready`` is set once the HTTP server accepts requests; ``port`` is then the bound port (useful
+    with ``--port 0``) and ``first_account`` the account created on an empty database, if any.
+    """
+
+    def __init__(self, settings: Settings, out: TextIO = sys.stdout, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.out = out
+        self.clock = clock or SystemClock()
+        self.ready = threading.Event()
+        self.port: int | None = None
+        self.first_account: Account | None = None
+        self._server: uvicorn.Server | None = None
+
+    def request_stop(self) -> None:
+        """Ask the server to finish in-flight requests and stop (call from the gateway's own loop)."""
+        if self._server is not None:
+            self._server.should_exit = True
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # embedded in a test or another program: the host stops us with request_stop()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self.request_stop)
+
+    async def run(self) -> None:
+        # Imported here so the CLI's data commands do not load the web stack.
+        from kittiwake.api.app import create_app
+        from kittiwake.api.http import ApiContext
+
+        settings, out = self.settings, self.out
+        async with opened_store(settings) as store:
+            out.write(f"Kittiwake {__version__}: data in {settings.data_dir}\n")
+            self.first_account = await ensure_first_account(store, self.clock)
+            if self.first_account is not None:
+                # Printed once, at creation, for the person who started the gateway; never logged.
+                out.write(
+                    "Created the first account. Use these credentials with any Twilio client:\n"
+                    f"  Account SID: {self.first_account.sid}\n  Auth token:  {self.first_account.auth_token}\n"
+                )
+            app = create_app(ApiContext(store=store, settings=settings, clock=self.clock))
+            config = uvicorn.Config(
+                app,
+                host=settings.host,
+                port=settings.port,
+                log_level=settings.log_level,
+                access_log=False,
+                lifespan="off",
+                server_header=False,
+                timeout_graceful_shutdown=10,
+            )
+            self._server = server = _Server(config)
+            self._install_signal_handlers()
+            task = asyncio.create_task(server.serve())
+            # uvicorn exposes only a `started` flag, no event to wait on.
+            while not server.started and not task.done():  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+            if server.started:
+                host, port = server.servers[0].sockets[0].getsockname()[:2]
+                self.port = port
+                out.write(f"Listening on http://{host}:{port}\n")
+                out.flush()
+                self.ready.set()
+            await task
+            out.write("Kittiwake stopped.\n")
+            out.flush()
+
+
+async def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
+    """Run the gateway until SIGINT/SIGTERM; print the first account's credentials if it was created."""
+    await Gateway(settings, out).run()

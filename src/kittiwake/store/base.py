@@ -1,0 +1,113 @@
+"""The Store interface: what the API, the dispatcher and the CLI may ask of persistence.
+
+One implementation per engine (SQLite now, PostgreSQL for scale-out) shares this interface and one
+contract test suite. Every method is a coroutine; an implementation answers a write only after its
+transaction has committed, so an acknowledged create is durable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+from kittiwake.models import Account, Application, Message, PhoneNumber
+
+T = TypeVar("T")
+
+
+class DuplicateError(Exception):
+    """A unique key (a phone number, a SID) is already taken."""
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """One page of a list: ``size`` rows, starting ``offset`` rows in, or strictly after ``after``.
+
+    ``after`` is the keyset cursor carried by a PageToken (the last row's ordering key on the previous
+    page); when it is set, ``offset`` is ignored by the query and kept only to number the page.
+    """
+
+    size: int
+    offset: int = 0
+    after: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    has_more: bool
+    # Ordering key of the last item: the keyset cursor for the next page.
+    last_key: int | None = None
+    # Number of rows matching the filters, when asked for (legacy lists report it).
+    total: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    """List filters of the Messages resources; times in epoch microseconds, bounds half-open."""
+
+    to: str | None = None
+    from_: str | None = None
+    sent_from: int | None = None  # date_sent >= sent_from
+    sent_until: int | None = None  # date_sent < sent_until
+
+
+@dataclass(frozen=True, slots=True)
+class NumberFilter:
+    short_codes: bool = False  # the ShortCodes resource lists SC…, IncomingPhoneNumbers the rest
+    friendly_name: str | None = None
+    phone_number: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountFilter:
+    friendly_name: str | None = None
+    status: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """Column updates for one row; only columns the store allows for that table are applied."""
+
+    values: Mapping[str, object] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+
+    # Accounts
+    async def add_account(self, account: Account) -> None: ...
+    async def get_account(self, sid: str) -> Account | None: ...
+    async def list_accounts(self, owner_sid: str, filters: AccountFilter, page: PageRequest) -> Page[Account]: ...
+    async def all_accounts(self) -> list[Account]: ...
+    async def update_account(self, sid: str, changes: Changes, now: int) -> Account | None: ...
+
+    # Phone numbers and short codes
+    async def add_number(self, number: PhoneNumber) -> None: ...
+    async def get_number(self, account_sid: str, sid: str) -> PhoneNumber | None: ...
+    async def find_number(self, phone_number: str) -> PhoneNumber | None: ...
+    async def list_numbers(self, account_sid: str, filters: NumberFilter, page: PageRequest) -> Page[PhoneNumber]: ...
+    async def update_number(self, account_sid: str, sid: str, changes: Changes, now: int) -> PhoneNumber | None: ...
+    async def delete_number(self, account_sid: str, sid: str) -> bool: ...
+
+    # Applications
+    async def add_application(self, application: Application) -> None: ...
+    async def get_application(self, account_sid: str, sid: str) -> Application | None: ...
+    async def list_applications(
+        self, account_sid: str, friendly_name: str | None, page: PageRequest
+    ) -> Page[Application]: ...
+    async def update_application(
+        self, account_sid: str, sid: str, changes: Changes, now: int
+    ) -> Application | None: ...
+    async def delete_application(self, account_sid: str, sid: str) -> bool: ...
+
+    # Messages
+    async def add_message(self, message: Message) -> Message: ...
+    async def get_message(self, account_sid: str, sid: str) -> Message | None: ...
+    async def list_messages(
+        self, account_sid: str, filters: MessageFilter, page: PageRequest, *, with_total: bool = False
+    ) -> Page[Message]: ...
+    async def update_message(self, account_sid: str, sid: str, changes: Changes, now: int) -> Message | None: ...
+    async def delete_message(self, account_sid: str, sid: str) -> bool: ...

@@ -1,0 +1,126 @@
+"""Test helpers: a real gateway on 127.0.0.1:0, in a thread or as the CLI in a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from kittiwake.config import Settings
+from kittiwake.runtime import Gateway
+
+KITTIWAKE = [sys.executable, "-m", "kittiwake"]
+
+
+@dataclass
+class RunningGateway:
+    """What a test needs to talk to a running gateway."""
+
+    base_url: str
+    account_sid: str
+    auth_token: str
+    data_dir: Path
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        return (self.account_sid, self.auth_token)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, auth=self.auth, timeout=10)
+
+    def account_path(self, rest: str = "") -> str:
+        return f"/2010-04-01/Accounts/{self.account_sid}{rest}"
+
+
+class GatewayThread:
+    """A Gateway running on its own event loop in a background thread of the test process."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.out = io.StringIO()
+        self.gateway = Gateway(Settings(data_dir=data_dir, port=0, log_level="warning"), self.out)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="gateway", daemon=True)
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            self._loop.run_until_complete(self.gateway.run())
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self.gateway.ready.set()
+            self._loop.close()
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self.gateway.ready.wait(30) or self._error is not None:
+            raise RuntimeError(f"gateway did not start: {self._error!r}\n{self.out.getvalue()}")
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self.gateway.request_stop)
+            self._thread.join(30)
+        if self._error is not None:
+            raise self._error
+
+
+def run_cli(*args: str, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``kittiwake ARGS --data-dir DATA_DIR`` and return its result."""
+    result = subprocess.run(
+        [*KITTIWAKE, *args, "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=60, env=_env()
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"kittiwake {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+    return result
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("KITTIWAKE_DATA_DIR", None)
+    env.pop("TWILIO_REGION", None)
+    env.pop("TWILIO_EDGE", None)
+    return env
+
+
+@dataclass
+class ServeProcess:
+    process: subprocess.Popen[str]
+    gateway: RunningGateway
+    output: list[str]
+
+
+def start_serve(data_dir: Path, *extra: str) -> ServeProcess:
+    """Start ``kittiwake serve --port 0`` and wait until it prints where it listens."""
+    process = subprocess.Popen(
+        [*KITTIWAKE, "serve", "--port", "0", "--data-dir", str(data_dir), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 30
+    sid = token = None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if match := re.search(r"Account SID: (AC[0-9a-f]{32})", line):
+            sid = match.group(1)
+        if match := re.search(r"Auth token:\s+([0-9a-f]{32})", line):
+            token = match.group(1)
+        if match := re.search(r"Listening on (http://\S+)", line):
+            return ServeProcess(process, RunningGateway(match.group(1), sid or "", token or "", data_dir), lines)
+    process.kill()
+    raise AssertionError("kittiwake serve did not start:\n" + "".join(lines))
