@@ -443,9 +443,23 @@ def table_row(level: Level) -> str:
     )
 
 
+def load_average() -> str:
+    """The 1-minute load average: other work on the machine skews absolute figures, not the ratio."""
+    return f"{os.getloadavg()[0]:.2f}"
+
+
+LOAD_BEFORE = load_average()
+
+
 def git_revision() -> str:
     result = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     return result.stdout.strip() or "uncommitted"
+
+
+NOTES = {
+    "wrk": "rows may exceed 201s by at most one per connection: requests wrk abandoned at the cutoff were committed.",
+    "python": "the python generator waits for its last requests, so rows equal 201s.",
+}
 
 
 def report(levels: Sequence[Level], loadgen: LoadGenerator, runs: int, seconds: float) -> str:
@@ -453,14 +467,14 @@ def report(levels: Sequence[Level], loadgen: LoadGenerator, runs: int, seconds: 
     lines = [
         f"`{command}` — median of {runs} run(s) of {seconds:g} s per level; revision {git_revision()}; "
         f"{os.cpu_count()} CPUs shared by server and load generator; Python {platform.python_version()}; "
-        f"load: {loadgen.describe()}; SQLite synchronous=FULL (default).",
+        f"load: {loadgen.describe()}; SQLite synchronous=FULL (default); load average before: {LOAD_BEFORE}.",
         "",
         "| connections | creates/s (201) | p50 ms | p99 ms | non-201 + errors | rows / 201s (durable) "
         "| healthz req/s | healthz p50 ms | healthz p99 ms | creates / healthz |",
         "|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
         *(table_row(level) for level in levels),
         "",
-        "rows may exceed 201s by at most one request per connection: those wrk abandoned at the cutoff.",
+        NOTES[loadgen.name],
     ]
     return "\n".join(lines)
 
@@ -475,13 +489,20 @@ def py_spy() -> str:
     return found
 
 
+SAMPLE_RATE = 250
+
+
+def spy_command(pid: int, seconds: float, output: Path) -> list[str]:
+    return [py_spy(), "record", "--pid", str(pid), "--duration", f"{seconds:g}", "--rate", str(SAMPLE_RATE),
+            "--threads", "--format", "raw", "--output", str(output)]  # fmt: skip
+
+
 def profile(loadgen: LoadGenerator, seconds: float, connections: int = 10) -> str:
     """Sample the server with py-spy during one create run; a markdown summary of where time goes."""
     with running_server() as server, tempfile.TemporaryDirectory(prefix="kittiwake-prof-") as tmp:
         loadgen.run(create_target(server), connections, WARMUP_SECONDS)
         raw = Path(tmp) / "profile.txt"
-        spy = [py_spy(), "record", "--pid", str(server.process.pid), "--duration", f"{seconds + 1:g}",
-               "--rate", "250", "--function", "--format", "raw", "--output", str(raw)]  # fmt: skip
+        spy = spy_command(server.process.pid, seconds + 1, raw)
         with subprocess.Popen(spy, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as sampler:
             time.sleep(0.5)  # let py-spy attach before the load starts
             load = loadgen.run(create_target(server), connections, seconds)
@@ -489,10 +510,12 @@ def profile(loadgen: LoadGenerator, seconds: float, connections: int = 10) -> st
         if not raw.exists():
             raise RuntimeError(f"py-spy wrote no profile: {err}")
         stacks = parse_collapsed(raw.read_text())
+    shown = " ".join(["py-spy", *spy_command(0, seconds + 1, Path("profile.txt"))[1:]])
+    shown = shown.replace("--pid 0", "--pid SERVER")
     header = (
-        f"py-spy {' '.join(spy[1:2])} at 250 Hz on the server during {seconds:g} s of creates at {connections} "
-        f"connections: {load.per_second:,.0f} creates/s, p50 {load.p50_ms:.2f} ms, p99 {load.p99_ms:.2f} ms "
-        f"(the sampler costs some throughput)."
+        f"`{shown}` sampled the server during one {seconds:g} s run of creates at {connections} connections "
+        f"({load.per_second:,.0f} creates/s, p50 {load.p50_ms:.2f} ms, p99 {load.p99_ms:.2f} ms; "
+        f"the sampler costs some throughput). Load: {loadgen.describe()}; load average before: {load_average()}."
     )
     return header + "\n\n" + summarise(stacks)
 
@@ -512,17 +535,44 @@ def _short(frame: str) -> str:
     return re.sub(r"\((?:[^()]*/)?(site-packages|src|lib/python3\.\d+)/", "(", frame)
 
 
+def _function(frame: str) -> str:
+    """The frame without its line number, so cumulative time adds up per function."""
+    return re.sub(r":\d+\)$", ")", _short(frame))
+
+
+def _spine(stacks: Sequence[list[str]]) -> list[str]:
+    """The frames every stack of one thread shares (``main``, the event loop, ``Thread.run``...)."""
+    common = list(stacks[0])
+    for frames in stacks[1:]:
+        while frames[: len(common)] != common:
+            common.pop()
+    return common
+
+
 def summarise(stacks: Sequence[tuple[list[str], int]], top: int = 10) -> str:
+    """Self time per function, time per thread, and cumulative time below each thread's common frames."""
     total = sum(count for _, count in stacks) or 1
     own: Counter[str] = Counter()
     cumulative: Counter[str] = Counter()
+    threads: dict[str, list[tuple[list[str], int]]] = {}
     for frames, count in stacks:
         own[_short(frames[-1])] += count
-        for frame in {_short(f) for f in frames}:
-            cumulative[frame] += count
-    parts = [f"{total} samples (non-idle threads).", ""]
-    for title, counter, n in (("self", own, top), ("cumulative", cumulative, top * 2)):
-        parts += [f"Top {n} by {title} time:", "", "| % | samples | function |", "|---:|---:|---|"]
+        threads.setdefault(frames[0], []).append((frames, count))
+    per_thread: Counter[str] = Counter()
+    for root, members in threads.items():
+        spine = _spine([frames for frames, _ in members])
+        per_thread[_short(root)] = sum(count for _, count in members)
+        for frames, count in members:
+            for frame in {_function(f) for f in frames[len(spine) :]}:
+                cumulative[frame] += count
+    parts = [f"{total} samples of non-idle threads.", ""]
+    tables = (
+        ("thread", per_thread, top),
+        ("self time, per line", own, top),
+        ("cumulative time, per function", cumulative, top * 2),
+    )
+    for title, counter, n in tables:
+        parts += [f"By {title} (top {n}):", "", "| % | samples | function |", "|---:|---:|---|"]
         parts += [f"| {c / total:.1%} | {c} | `{name}` |" for name, c in counter.most_common(n)]
         parts.append("")
     return "\n".join(parts)

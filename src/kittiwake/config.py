@@ -7,11 +7,61 @@ Built once at the edge (the CLI reads flags and the environment) and passed down
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
+
+from kittiwake.errors import ConfigError
 
 DEFAULT_DATA_DIR = "./kittiwake-data"
+OUTCOMES = ("delivered", "undelivered", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class PacingSettings:
+    """Segments per second per sender kind, and per sender (the seed: one per second per long code,
+    which the API cannot change; short codes far faster; the operator sets both here)."""
+
+    long_code: float = 1.0
+    short_code: float = 100.0
+    toll_free: float = 3.0
+    per_sender: tuple[tuple[str, float], ...] = ()
+    # A sender's queue holds at most this much backlog at its rate (Twilio: 10 hours -> error 21611).
+    max_backlog_seconds: float = 36000.0
+
+
+@dataclass(frozen=True, slots=True)
+class SimRule:
+    """An outcome the simulated carrier gives destinations starting with ``prefix`` (longest wins)."""
+
+    prefix: str
+    outcome: str
+    error_code: int | None = None
+    receipt_delay: float | None = None
+
+
+# Test destinations documented in the README: rejected at submission, and sent but never delivered.
+DEFAULT_SIM_RULES = (
+    SimRule("+15005550030", "failed", 30008),
+    SimRule("+15005550031", "undelivered", 30003),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorSettings:
+    receipt_delay: float = 0.2
+    rules: tuple[SimRule, ...] = DEFAULT_SIM_RULES
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackSettings:
+    timeout: float = 15.0
+    give_up_after: float = 86400.0
+    backoff_base: float = 1.0
+    backoff_cap: float = 600.0
+    per_host_concurrency: int = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +82,9 @@ class Settings:
     # keeps that affordable. NORMAL survives a process crash only.
     sqlite_synchronous: str = "FULL"
     log_level: str = "info"
+    pacing: PacingSettings = field(default_factory=PacingSettings)
+    simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
+    callbacks: CallbackSettings = field(default_factory=CallbackSettings)
 
     @property
     def database_path(self) -> Path:
@@ -42,3 +95,107 @@ def data_dir_from_env(environ: Mapping[str, str] | None = None) -> Path:
     """``KITTIWAKE_DATA_DIR`` if set, else ``./kittiwake-data`` (the CLI's default for ``--data-dir``)."""
     env = os.environ if environ is None else environ
     return Path(env.get("KITTIWAKE_DATA_DIR") or DEFAULT_DATA_DIR)
+
+
+def config_path_from_env(environ: Mapping[str, str] | None = None) -> Path | None:
+    env = os.environ if environ is None else environ
+    value = env.get("KITTIWAKE_CONFIG")
+    return Path(value) if value else None
+
+
+def load_config(path: Path, base: Settings) -> Settings:
+    """``base`` with the tables of the TOML file at ``path`` applied (README: Configuration)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    unknown = set(data) - {"pacing", "simulator", "callbacks"}
+    if unknown:
+        raise ConfigError(f"config {path}: unknown table(s) {', '.join(sorted(unknown))}")
+    settings = base
+    if "pacing" in data:
+        settings = replace(settings, pacing=_pacing(_table(data, "pacing")))
+    if "simulator" in data:
+        settings = replace(settings, simulator=_simulator(_table(data, "simulator")))
+    if "callbacks" in data:
+        settings = replace(settings, callbacks=_callbacks(_table(data, "callbacks")))
+    return settings
+
+
+def _table(data: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = data[name]
+    if not isinstance(value, dict):
+        raise ConfigError(f"config: [{name}] must be a table")
+    return value
+
+
+def _positive(table: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"config: {table}.{key} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _known(table: str, data: Mapping[str, Any], keys: set[str]) -> None:
+    unknown = set(data) - keys
+    if unknown:
+        raise ConfigError(f"config: unknown key(s) in [{table}]: {', '.join(sorted(unknown))}")
+
+
+def _pacing(data: dict[str, Any]) -> PacingSettings:
+    _known("pacing", data, {"long_code", "short_code", "toll_free", "senders", "max_backlog_seconds"})
+    defaults = PacingSettings()
+    senders = data.get("senders", {})
+    if not isinstance(senders, dict):
+        raise ConfigError("config: [pacing.senders] must map sender numbers to segments per second")
+    return PacingSettings(
+        long_code=_positive("pacing", "long_code", data.get("long_code", defaults.long_code)),
+        short_code=_positive("pacing", "short_code", data.get("short_code", defaults.short_code)),
+        toll_free=_positive("pacing", "toll_free", data.get("toll_free", defaults.toll_free)),
+        per_sender=tuple((str(k), _positive("pacing.senders", str(k), v)) for k, v in senders.items()),
+        max_backlog_seconds=_positive(
+            "pacing", "max_backlog_seconds", data.get("max_backlog_seconds", defaults.max_backlog_seconds)
+        ),
+    )
+
+
+def _simulator(data: dict[str, Any]) -> SimulatorSettings:
+    _known("simulator", data, {"receipt_delay", "rules"})
+    delay = data.get("receipt_delay", SimulatorSettings().receipt_delay)
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+        raise ConfigError(f"config: simulator.receipt_delay must be 0 or more seconds, got {delay!r}")
+    rules = list(DEFAULT_SIM_RULES)
+    for raw in data.get("rules", []):
+        if not isinstance(raw, dict):
+            raise ConfigError("config: [[simulator.rules]] entries must be tables")
+        _known("simulator.rules", raw, {"prefix", "outcome", "error_code", "receipt_delay"})
+        prefix, outcome = raw.get("prefix"), raw.get("outcome")
+        if not isinstance(prefix, str) or not prefix:
+            raise ConfigError("config: every simulator rule needs a prefix (a number or its beginning)")
+        if outcome not in OUTCOMES:
+            raise ConfigError(f"config: simulator rule {prefix}: outcome must be one of {', '.join(OUTCOMES)}")
+        code = raw.get("error_code")
+        if code is not None and (isinstance(code, bool) or not isinstance(code, int)):
+            raise ConfigError(f"config: simulator rule {prefix}: error_code must be an integer")
+        rule_delay = raw.get("receipt_delay")
+        if rule_delay is not None:
+            rule_delay = _positive("simulator.rules", "receipt_delay", rule_delay)
+        rules.append(SimRule(prefix, str(outcome), code, rule_delay))
+    return SimulatorSettings(receipt_delay=float(delay), rules=tuple(rules))
+
+
+def _callbacks(data: dict[str, Any]) -> CallbackSettings:
+    keys = {"timeout", "give_up_after", "backoff_base", "backoff_cap", "per_host_concurrency"}
+    _known("callbacks", data, keys)
+    d = CallbackSettings()
+    per_host = data.get("per_host_concurrency", d.per_host_concurrency)
+    if isinstance(per_host, bool) or not isinstance(per_host, int) or per_host < 1:
+        raise ConfigError("config: callbacks.per_host_concurrency must be a whole number of 1 or more")
+    return CallbackSettings(
+        timeout=_positive("callbacks", "timeout", data.get("timeout", d.timeout)),
+        give_up_after=_positive("callbacks", "give_up_after", data.get("give_up_after", d.give_up_after)),
+        backoff_base=_positive("callbacks", "backoff_base", data.get("backoff_base", d.backoff_base)),
+        backoff_cap=_positive("callbacks", "backoff_cap", data.get("backoff_cap", d.backoff_cap)),
+        per_host_concurrency=per_host,
+    )

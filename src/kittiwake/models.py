@@ -90,4 +90,28 @@ class Message:
     application_sid: str | None = None
     messaging_service_sid: str | None = None
     validity_period: int = 36000
+    # Where status callbacks go, resolved at create (twilio-api.md §2.2 legacy, §3.2 modern rules).
+    callback_url: str | None = None
+    # When a still-queued message stops being worth sending: date_created + validity_period.
+    expires_at: int | None = None
+    submitted_at: int | None = None
+    carrier_message_id: str | None = None
     seq: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Callback:
+    """One webhook request waiting in the durable outbox (a status callback, for now).
+
+    ``idempotency_key`` stays the same across retries, so the receiver can drop duplicates.
+    """
+
+    id: int
+    account_sid: str
+    url: str
+    method: str
+    params: tuple[tuple[str, str], ...]
+    idempotency_key: str
+    attempts: int
+    created_at: int
+    next_attempt_at: int

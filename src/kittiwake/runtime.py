@@ -19,23 +19,49 @@ from typing import TextIO
 import uvicorn
 
 from kittiwake import __version__, provisioning
+from kittiwake.carriers.simulator import SimulatedCarrier
 from kittiwake.clock import Clock, SystemClock
 from kittiwake.config import Settings
+from kittiwake.dispatch.dispatcher import Dispatcher
+from kittiwake.domain import NumberKind
 from kittiwake.models import Account
-from kittiwake.store.base import Store
+from kittiwake.pacing import RatePolicy
+from kittiwake.store.base import FullStore, Store
 from kittiwake.store.sqlite import SqliteStore
+from kittiwake.webhooks.outbox import OutboxSettings, OutboxWorker
 
 log = logging.getLogger("kittiwake")
 
 
-def build_store(settings: Settings) -> Store:
+def build_policy(settings: Settings) -> RatePolicy:
+    pacing = settings.pacing
+    defaults = {
+        NumberKind.LONG_CODE.value: pacing.long_code,
+        NumberKind.SHORT_CODE.value: pacing.short_code,
+        NumberKind.TOLL_FREE.value: pacing.toll_free,
+    }
+    return RatePolicy(defaults, dict(pacing.per_sender))
+
+
+def build_outbox_settings(settings: Settings) -> OutboxSettings:
+    cb = settings.callbacks
+    return OutboxSettings(
+        timeout_seconds=cb.timeout,
+        give_up_after_seconds=cb.give_up_after,
+        backoff_base_seconds=cb.backoff_base,
+        backoff_cap_seconds=cb.backoff_cap,
+        per_host_concurrency=cb.per_host_concurrency,
+    )
+
+
+def build_store(settings: Settings) -> FullStore:
     return SqliteStore(
         settings.database_path, synchronous=settings.sqlite_synchronous, max_batch=settings.max_commit_batch
     )
 
 
 @asynccontextmanager
-async def opened_store(settings: Settings) -> AsyncIterator[Store]:
+async def opened_store(settings: Settings) -> AsyncIterator[FullStore]:
     """The store with migrations applied, closed (after finishing queued writes) on exit."""
     store = build_store(settings)
     await store.open()
@@ -79,6 +105,8 @@ class Gateway:
         self.port: int | None = None
         self.first_account: Account | None = None
         self._server: uvicorn.Server | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.outbox: OutboxWorker | None = None
 
     def request_stop(self) -> None:
         """Ask the server to finish in-flight requests and stop (call from the gateway's own loop)."""
@@ -107,7 +135,15 @@ class Gateway:
                     "Created the first account. Use these credentials with any Twilio client:\n"
                     f"  Account SID: {self.first_account.sid}\n  Auth token:  {self.first_account.auth_token}\n"
                 )
-            app = create_app(ApiContext(store=store, settings=settings, clock=self.clock))
+            policy = build_policy(settings)
+            outbox = OutboxWorker(store, self.clock, build_outbox_settings(settings))
+            carrier = SimulatedCarrier(store, self.clock, settings.simulator)
+            dispatcher = Dispatcher(store, carrier, self.clock, policy, on_callbacks=outbox.wake)
+            store.add_queue_listener(dispatcher.notify)
+            await dispatcher.start()
+            outbox_task = asyncio.create_task(outbox.run())
+            self.dispatcher, self.outbox = dispatcher, outbox
+            app = create_app(ApiContext(store=store, settings=settings, clock=self.clock, policy=policy))
             config = uvicorn.Config(
                 app,
                 host=settings.host,
@@ -131,6 +167,10 @@ class Gateway:
                 out.flush()
                 self.ready.set()
             await task
+            # The API has stopped taking requests: finish or park in-flight submissions, then callbacks.
+            await dispatcher.stop()
+            await outbox.aclose()
+            await outbox_task
             out.write("Kittiwake stopped.\n")
             out.flush()
 

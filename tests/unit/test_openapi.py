@@ -359,10 +359,10 @@ def test_lists_take_twilio_paging_parameters(path: str) -> None:
         "type": "integer",
         "format": "int64",
         "minimum": 1,
-        "maximum": 1000,
+        "maximum": 999_999_999,
     }
-    assert params["Page"]["schema"] == {"type": "integer", "minimum": 0}
-    assert params["PageToken"]["schema"] == {"type": "string"}
+    assert params["Page"]["schema"] == {"type": "integer", "minimum": 0, "maximum": 999_999_999}
+    assert params["PageToken"]["schema"] == {"type": "string", "pattern": "^(PA[0-9]{1,18})?$"}
     queries = [param for param in params.values() if param["in"] != "path"]
     assert all(param["in"] == "query" and not param["required"] for param in queries)
 
@@ -536,11 +536,38 @@ def test_twilio_shaped_records_validate(name: str) -> None:
     assert not validator.is_valid(record | {"date_created": "2015-07-30T20:00:00Z"})
 
 
-def test_unset_urls_and_sids_are_null_not_empty_strings() -> None:
+def test_phone_numbers_show_unset_urls_and_sids_as_empty_strings_like_twilio() -> None:
     validator = _component("IncomingPhoneNumber")
-    assert not validator.is_valid(PHONE_NUMBER | {"sms_url": ""})
-    assert not validator.is_valid(PHONE_NUMBER | {"sms_application_sid": ""})
+    assert validator.is_valid(PHONE_NUMBER | {"sms_url": "", "sms_application_sid": "", "voice_url": ""})
+    assert not validator.is_valid(PHONE_NUMBER | {"sms_url": "not a url"})
+    assert not validator.is_valid(PHONE_NUMBER | {"sms_application_sid": "AP123"})
     assert not validator.is_valid(PHONE_NUMBER | {"sms_method": "PUT"})
+
+
+@pytest.mark.parametrize("name", ["ShortCode", "Application"])
+def test_other_records_show_unset_urls_as_null(name: str) -> None:
+    validator = _component(name)
+    assert validator.is_valid(RECORDS[name] | {"sms_url": None})
+    assert not validator.is_valid(RECORDS[name] | {"sms_url": ""})
+
+
+def test_request_limits_match_the_server() -> None:
+    create = _form_schema(f"{ACCOUNT}/Messages.json")["properties"]
+    assert create["Body"]["maxLength"] == 1600
+    assert _form_schema(f"{ACCOUNT}/SMS/Messages.json")["properties"]["Body"]["maxLength"] == 160
+    assert _form_schema(f"{ACCOUNT}/Messages/{{Sid}}.json")["properties"]["Body"]["maxLength"] == 0
+    for path in (
+        f"{API}/Accounts.json",
+        f"{ACCOUNT}/IncomingPhoneNumbers.json",
+        f"{ACCOUNT}/Applications.json",
+    ):
+        assert _form_schema(path)["properties"]["FriendlyName"]["maxLength"] == 64
+    callback = _validator(create["StatusCallback"])
+    assert callback.is_valid("https://example.com/status?x=1")
+    assert callback.is_valid("")
+    assert not callback.is_valid("ftp://example.com/status")
+    assert not callback.is_valid("http://")
+    assert not callback.is_valid("https://example.com/" + "a" * 4000)
 
 
 @pytest.mark.parametrize(("path", "key"), LIST_KEYS.items())

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from kittiwake.api import accounts, applications, messages, numbers
+from kittiwake.api import accounts, applications, messages, numbers, sim
 from kittiwake.api.http import JSON_TYPE, ApiContext, format_of, render_error
 from kittiwake.api.openapi import build_openapi
 from kittiwake.errors import TwilioError, not_found
@@ -85,6 +85,8 @@ def _routes() -> list[Route]:
         r(f"{ACCOUNT}/Applications/{{sid:sid}}", applications.fetch_application, ["GET"]),
         r(f"{ACCOUNT}/Applications/{{sid:sid}}", applications.update_application, ["POST"]),
         r(f"{ACCOUNT}/Applications/{{sid:sid}}", applications.delete_application, ["DELETE"]),
+        Route("/sim/messages", sim.list_sim_messages, methods=["GET"]),
+        Route("/sim/messages", sim.clear_sim_messages, methods=["DELETE"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
@@ -115,7 +117,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         error = not_found(request.url.path)
     else:
         error = TwilioError(exc.status_code, exc.status_code, str(exc.detail))
-    return render_error(format_of(request), error)
+    return render_error(format_of(request), error, exc.headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -24,7 +24,8 @@ from kittiwake.config import Settings
 from kittiwake.domain import AccountStatus
 from kittiwake.errors import TwilioError, not_found
 from kittiwake.models import Account
-from kittiwake.store.base import Store
+from kittiwake.pacing import RatePolicy
+from kittiwake.store.base import FullStore
 
 JSON_TYPE = "application/json; charset=utf-8"
 XML_TYPE = "application/xml; charset=utf-8"
@@ -35,9 +36,10 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 class ApiContext:
     """What every handler needs, built once by the composition root."""
 
-    store: Store
+    store: FullStore
     settings: Settings
     clock: Clock
+    policy: RatePolicy
 
 
 def context(request: Request) -> ApiContext:
@@ -68,8 +70,10 @@ def render_list(
     return Response(xml.render_list(element, item_element, meta, items), media_type=XML_TYPE)
 
 
-def render_error(fmt: str, error: TwilioError) -> Response:
-    headers = {"WWW-Authenticate": 'Basic realm="Twilio API"'} if error.status == 401 else None
+def render_error(fmt: str, error: TwilioError, extra_headers: Mapping[str, str] | None = None) -> Response:
+    headers = dict(extra_headers or {})
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
     if fmt == "json":
         body = orjson.dumps(error.as_dict())
         return Response(body, status_code=error.status, media_type=JSON_TYPE, headers=headers)

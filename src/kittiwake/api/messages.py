@@ -26,9 +26,9 @@ from kittiwake.api.pagination import envelope, parse_page_params
 from kittiwake.api.representations import account_base, message_dict, sms_message_dict, suffix
 from kittiwake.domain import Direction, MessageStatus, SidPrefix, is_sid, new_sid, to_micros
 from kittiwake.errors import TwilioError, invalid_parameter, not_found
-from kittiwake.models import Message
+from kittiwake.models import Application, Message
 from kittiwake.phone import AddressKind, classify, count_segments, normalize_destination
-from kittiwake.store.base import Changes, MessageFilter, PageRequest
+from kittiwake.store.base import Changes, MessageFilter, PageRequest, QueueFull
 
 LEGACY_BODY_LIMIT = 160
 BODY_LIMIT = 1600
@@ -100,7 +100,7 @@ async def _create(request: Request, *, legacy: bool) -> Response:
     if magic is not None:
         raise TwilioError.of(magic, value=to)
     status_callback = _require_url(form.get("StatusCallback"))
-    application_sid = await _application(request, account.sid, form.get("ApplicationSid"))
+    application = await _application(request, account.sid, form.get("ApplicationSid"))
     validity = _validity(form.get("ValidityPeriod")) if not legacy else MAX_VALIDITY
     now = ctx.clock.now_micros()
     message = Message(
@@ -115,25 +115,44 @@ async def _create(request: Request, *, legacy: bool) -> Response:
         num_segments=count_segments(body),
         num_media=len(form.getall("MediaUrl")),
         status_callback=status_callback,
-        application_sid=application_sid,
+        application_sid=application.sid if application else None,
         validity_period=validity,
         date_created=now,
         date_updated=now,
         price_unit="USD",
+        callback_url=callback_url(legacy, status_callback, application),
+        expires_at=now + validity * 1_000_000,
     )
-    stored = await ctx.store.add_message(message)
+    rate = ctx.policy.rate_for(sender.phone_number, sender.kind.value)
+    cap = int(ctx.settings.pacing.max_backlog_seconds * rate.segments_per_second)
+    try:
+        stored = await ctx.store.enqueue_message(message, cap)
+    except QueueFull:
+        raise TwilioError.of(21611) from None
     fmt = format_of(request)
     if legacy:
         return render(fmt, 201, "SMSMessage", sms_message_dict(stored, fmt))
     return render(fmt, 201, "Message", message_dict(stored, fmt))
 
 
-async def _application(request: Request, account_sid: str, sid: str | None) -> str | None:
+async def _application(request: Request, account_sid: str, sid: str | None) -> Application | None:
     if not sid:
         return None
-    if not is_sid(sid, SidPrefix.APPLICATION) or await context(request).store.get_application(account_sid, sid) is None:
+    found = (
+        await context(request).store.get_application(account_sid, sid) if is_sid(sid, SidPrefix.APPLICATION) else None
+    )
+    if found is None:
         raise invalid_parameter(f"ApplicationSid {sid} is not an Application of this account")
-    return sid
+    return found
+
+
+def callback_url(legacy: bool, status_callback: str | None, application: Application | None) -> str | None:
+    """Where status callbacks go. Legacy (the seed): the Application's SmsStatusCallback takes precedence
+    over the StatusCallback parameter. Modern: StatusCallback wins, else the Application's
+    MessageStatusCallback (twilio-api.md §2.2, §3.2)."""
+    if legacy:
+        return (application.sms_status_callback if application else None) or status_callback
+    return status_callback or (application.message_status_callback if application else None)
 
 
 def _validity(raw: str | None) -> int:

@@ -11,10 +11,11 @@ The document is precise enough for schemathesis to fuzz a live server, so it dif
 official one where the official one is loose or Kittiwake is narrower:
 
 * response records list every documented key as required (an unknown value is ``null``, never
-  omitted; an unset URL or SID is ``null``, never ``""``), and dates carry a pattern for Twilio's
-  RFC 2822 form (``Thu, 24 Aug 2023 05:01:45 +0000``);
+  omitted; an unset URL or SID is ``null``, except that IncomingPhoneNumbers show it as ``""``
+  like Twilio), and dates carry a pattern for Twilio's RFC 2822 form (``Thu, 24 Aug 2023 05:01:45 +0000``);
 * list-envelope page URIs are relative, so they are ``uri-reference`` rather than ``uri``;
-* ranges stated only in Twilio's prose are schema bounds (``ValidityPeriod`` 1..36000);
+* limits stated only in Twilio's prose, or enforced by Kittiwake, are schema bounds (``ValidityPeriod``
+  1..36000, ``Body`` 1600 or, legacy, 160 characters, friendly names 64, URLs http(s) or "" to clear);
 * message SIDs are ``SM`` only, and IncomingPhoneNumbers are created by ``PhoneNumber`` only.
 
 :func:`build_openapi` is pure: it builds a fresh dict on every call, and callers cache it.
@@ -143,6 +144,16 @@ def _urls(*names: str) -> Schema:
     return {name: _string("uri", nullable=True) for name in names}
 
 
+def _callback() -> Schema:
+    """A request URL: absolute http(s) with a host, at most 4000 characters, or "" to clear it."""
+    web = _string("uri", pattern="^https?://[^/?#]+")
+    return _string(maxLength=4000, anyOf=[web, {"maxLength": 0}])
+
+
+def _friendly_name() -> Schema:
+    return _string(maxLength=64)
+
+
 def _date() -> Schema:
     return _string("date-time-rfc-2822", nullable=True, pattern=RFC2822_PATTERN)
 
@@ -171,6 +182,13 @@ def _sms_routing_props() -> Schema:
 
 def _status_callback_props() -> Schema:
     return {**_urls("status_callback"), "status_callback_method": _http_method(nullable=True)}
+
+
+def _or_empty(schema: Schema) -> Schema:
+    """``schema``, or "": how IncomingPhoneNumbers show unset URLs and SIDs (as Twilio's own example)."""
+    moved = ("format", "pattern", "minLength")
+    kept = {key: value for key, value in schema.items() if key not in moved}
+    return {**kept, "anyOf": [{key: schema[key] for key in moved if key in schema}, {"maxLength": 0}]}
 
 
 def _account_schema() -> Schema:
@@ -220,24 +238,25 @@ def _sms_message_schema() -> Schema:
 
 def _incoming_phone_number_schema() -> Schema:
     capabilities = ["voice", "sms", "mms", "fax"]
-    return _record(
-        {
-            **_owned_props("PN"),
-            **_texts("friendly_name", "status", "origin"),
-            "phone_number": _string("phone-number", nullable=True),
-            **_sms_routing_props(),
-            "sms_application_sid": _sid("AP", nullable=True),
-            **_status_callback_props(),
-            **_urls("voice_url"),
-            "voice_method": _http_method(nullable=True),
-            "beta": _scalar("boolean", nullable=True),
-            "capabilities": _object(
-                "phone-number-capabilities",
-                required=capabilities,
-                properties={name: _scalar("boolean") for name in capabilities},
-            ),
-        }
-    )
+    properties: Schema = {
+        **_owned_props("PN"),
+        **_texts("friendly_name", "status", "origin"),
+        "phone_number": _string("phone-number", nullable=True),
+        **_sms_routing_props(),
+        "sms_application_sid": _sid("AP", nullable=True),
+        **_status_callback_props(),
+        **_urls("voice_url"),
+        "voice_method": _http_method(nullable=True),
+        "beta": _scalar("boolean", nullable=True),
+        "capabilities": _object(
+            "phone-number-capabilities",
+            required=capabilities,
+            properties={name: _scalar("boolean") for name in capabilities},
+        ),
+    }
+    for name in ("sms_url", "sms_fallback_url", "sms_application_sid", "status_callback", "voice_url"):
+        properties[name] = _or_empty(properties[name])
+    return _record(properties)
 
 
 def _short_code_schema() -> Schema:
@@ -315,14 +334,14 @@ def _query(name: str, schema: Schema, description: str) -> Schema:
 
 
 def _paging() -> list[Schema]:
+    # No maximum: clients send `limit` as PageSize unchecked, so larger values are clamped to 1000.
+    size = _scalar("integer", "int64", minimum=1, maximum=999_999_999)
+    page = _scalar("integer", minimum=0, maximum=999_999_999)
+    token = _string(pattern="^(PA[0-9]{1,18})?$")
     return [
-        _query(
-            "PageSize",
-            _scalar("integer", "int64", minimum=1, maximum=1000),
-            "How many resources to return in each page (default 50).",
-        ),
-        _query("Page", _scalar("integer", minimum=0), "The page index; client state only."),
-        _query("PageToken", _string(), "The page token, as given in a next/previous page URI."),
+        _query("PageSize", size, "How many resources to return in each page (default 50, at most 1000)."),
+        _query("Page", page, "The page index; client state only."),
+        _query("PageToken", token, "The token Kittiwake put in a next page URI."),
     ]
 
 
@@ -341,20 +360,20 @@ def _form_body(title: str, properties: Schema, required: tuple[str, ...] = ()) -
 
 def _sms_routing_fields() -> Schema:
     return {
-        "SmsUrl": _string("uri"),
+        "SmsUrl": _callback(),
         "SmsMethod": _http_method(),
-        "SmsFallbackUrl": _string("uri"),
+        "SmsFallbackUrl": _callback(),
         "SmsFallbackMethod": _http_method(),
     }
 
 
 def _status_callback_fields() -> Schema:
-    return {"StatusCallback": _string("uri"), "StatusCallbackMethod": _http_method()}
+    return {"StatusCallback": _callback(), "StatusCallbackMethod": _http_method()}
 
 
 def _phone_number_fields() -> Schema:
     return {
-        "FriendlyName": _string(),
+        "FriendlyName": _friendly_name(),
         **_sms_routing_fields(),
         "SmsApplicationSid": _sid("AP"),
         **_status_callback_fields(),
@@ -363,12 +382,12 @@ def _phone_number_fields() -> Schema:
 
 def _application_fields() -> Schema:
     return {
-        "FriendlyName": _string(),
+        "FriendlyName": _friendly_name(),
         **_sms_routing_fields(),
-        "SmsStatusCallback": _string("uri"),
-        "MessageStatusCallback": _string("uri"),
+        "SmsStatusCallback": _callback(),
+        "MessageStatusCallback": _callback(),
         **_status_callback_fields(),
-        "VoiceUrl": _string("uri"),
+        "VoiceUrl": _callback(),
         "VoiceMethod": _http_method(),
     }
 
@@ -379,8 +398,8 @@ def _create_message_fields() -> Schema:
         "To": _string("phone-number"),
         "From": _string("phone-number"),
         "MessagingServiceSid": _sid("MG"),
-        "Body": _string(),
-        "StatusCallback": _string("uri"),
+        "Body": _string(maxLength=1600),
+        "StatusCallback": _callback(),
         "ApplicationSid": _sid("AP"),
         "ValidityPeriod": _scalar("integer", minimum=1, maximum=36000),
         "MaxPrice": _scalar("number"),
@@ -505,15 +524,16 @@ def _paths() -> Schema:
                 friendly_name(),
                 _query("Status", _ref("account_enum_status"), "Only accounts with this status."),
             ],
-            create={"FriendlyName": _string()},
-            update={"FriendlyName": _string(), "Status": _ref("account_enum_status")},
+            create={"FriendlyName": _friendly_name()},
+            update={"FriendlyName": _friendly_name(), "Status": _ref("account_enum_status")},
         ),
         **_resource_paths(
             "Message",
             _message_filters(),
             create=_create_message_fields(),
             create_required=("To",),
-            update={"Body": _string(), "Status": _ref("message_enum_update_status")},
+            # Body can only be redacted (set to ""); Status can only cancel a scheduled message.
+            update={"Body": _string(maxLength=0), "Status": _ref("message_enum_update_status")},
             # Twilio refuses to delete a message whose delivery is still in progress.
             delete_errors=(400, *READ_ERRORS),
         ),
@@ -523,8 +543,8 @@ def _paths() -> Schema:
             create={
                 "From": _string("phone-number"),
                 "To": _string("phone-number"),
-                "Body": _string(),
-                "StatusCallback": _string("uri"),
+                "Body": _string(maxLength=160),
+                "StatusCallback": _callback(),
                 "ApplicationSid": _sid("AP"),
             },
             create_required=("From", "To", "Body"),
@@ -545,7 +565,7 @@ def _paths() -> Schema:
         **_resource_paths(
             "ShortCode",
             [friendly_name(), _query("ShortCode", _string(), "Only short codes matching this code.")],
-            update={"FriendlyName": _string(), **_sms_routing_fields()},
+            update={"FriendlyName": _friendly_name(), **_sms_routing_fields()},
         ),
         **_resource_paths(
             "Application",

@@ -7,11 +7,11 @@ transaction has committed, so an acknowledged create is durable.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-from kittiwake.models import Account, Application, Message, PhoneNumber
+from kittiwake.models import Account, Application, Callback, Message, PhoneNumber
 
 T = TypeVar("T")
 
@@ -74,6 +74,8 @@ class Changes:
 
 
 class Store(Protocol):
+    """Everything persistence offers; see :class:`DeliveryStore` for the delivery engine's part."""
+
     async def open(self) -> None: ...
     async def close(self) -> None: ...
 
@@ -111,3 +113,90 @@ class Store(Protocol):
     ) -> Page[Message]: ...
     async def update_message(self, account_sid: str, sid: str, changes: Changes, now: int) -> Message | None: ...
     async def delete_message(self, account_sid: str, sid: str) -> bool: ...
+
+
+class QueueFull(Exception):
+    """The sender's queue already holds its maximum backlog (Twilio error 21611)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewCallback:
+    """A webhook to enqueue in the outbox, in the same transaction as the change it reports."""
+
+    account_sid: str
+    message_sid: str | None
+    url: str
+    method: str
+    params: tuple[tuple[str, str], ...]
+    idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A guarded status change of one message.
+
+    Applied only while the message's status is one of ``expected`` (so a late or duplicate event
+    changes nothing), together with its callback and, for a message going back to the queue, the
+    segments returned to its sender's backlog.
+    """
+
+    sid: str
+    expected: frozenset[str]
+    values: Mapping[str, object]
+    callback: NewCallback | None = None
+    requeued_segments: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SimRecord:
+    """One submission the simulated carrier took (what ``GET /sim/messages`` lists)."""
+
+    id: int
+    account_sid: str
+    message_sid: str
+    carrier_message_id: str
+    from_: str
+    to: str
+    body: str
+    segments: int
+    submitted_at: int
+    outcome: str
+    error_code: int | None
+    receipt_due_at: int | None
+
+
+class DeliveryStore(Protocol):
+    """What the delivery engine, the outbox worker and the simulated carrier need."""
+
+    async def enqueue_message(self, message: Message, queue_cap_segments: int | None) -> Message: ...
+    def add_queue_listener(self, listener: Callable[[str], None]) -> None: ...
+    async def senders_with_work(self) -> list[tuple[str, int]]: ...
+    async def claim_queued(self, sender: str, limit: int, now: int) -> list[Message]: ...
+    async def apply_transitions(
+        self, transitions: Sequence[Transition], now: int, sender_tat: tuple[str, int] | None = None
+    ) -> list[bool]: ...
+    async def recover_in_flight(self) -> int: ...
+    async def expired_queued(self, now: int, limit: int) -> list[Message]: ...
+    async def find_by_carrier_id(self, carrier_message_id: str) -> Message | None: ...
+    async def get_message_by_sid(self, sid: str) -> Message | None: ...
+    async def find_number(self, phone_number: str) -> PhoneNumber | None: ...
+    async def get_application(self, account_sid: str, sid: str) -> Application | None: ...
+
+    async def claim_callbacks(self, now: int, limit: int, lease_until: int) -> list[Callback]: ...
+    async def callback_delivered(self, callback_id: int, now: int, status: int) -> None: ...
+    async def callback_retry(self, callback_id: int, attempts: int, next_attempt_at: int, error: str) -> None: ...
+    async def callback_dead(self, callback_id: int, now: int, error: str) -> None: ...
+    async def auth_token(self, account_sid: str) -> str | None: ...
+    async def pending_callbacks(self) -> int: ...
+
+    async def record_sim_submission(self, record: SimRecord) -> int: ...
+    async def pending_sim_receipts(self) -> list[SimRecord]: ...
+    async def sim_receipt_sent(self, record_id: int) -> None: ...
+    async def list_sim_submissions(
+        self, account_sid: str, from_: str | None = None, to: str | None = None, limit: int = 10_000
+    ) -> list[SimRecord]: ...
+    async def clear_sim_submissions(self, account_sid: str) -> int: ...
+
+
+class FullStore(Store, DeliveryStore, Protocol):
+    """A store engine implements both halves."""

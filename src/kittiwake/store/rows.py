@@ -35,9 +35,12 @@ MESSAGE_COLUMNS = (
     "sid", "account_sid", "api", "from_number", "to_number", "body", "status", "direction",
     "num_segments", "num_media", "error_code", "error_message", "price", "price_unit",
     "status_callback", "application_sid", "messaging_service_sid", "validity_period",
-    "date_created", "date_updated", "date_sent", "seq",
+    "date_created", "date_updated", "date_sent", "callback_url", "expires_at", "submitted_at",
+    "carrier_message_id", "seq",
 )  # fmt: skip
-MESSAGE_UPDATABLE = frozenset({"body", "status", "error_code", "error_message", "date_sent", "price"})
+MESSAGE_UPDATABLE = frozenset(
+    {"body", "status", "error_code", "error_message", "date_sent", "price", "submitted_at", "carrier_message_id"}
+)
 
 
 def account_row(a: Account) -> tuple[Any, ...]:
@@ -79,7 +82,8 @@ def message_row(m: Message) -> tuple[Any, ...]:
         m.sid, m.account_sid, m.api, m.from_, m.to, m.body, m.status.value, m.direction.value,
         m.num_segments, m.num_media, m.error_code, m.error_message, m.price, m.price_unit,
         m.status_callback, m.application_sid, m.messaging_service_sid, m.validity_period,
-        m.date_created, m.date_updated, m.date_sent,
+        m.date_created, m.date_updated, m.date_sent, m.callback_url, m.expires_at, m.submitted_at,
+        m.carrier_message_id,
     )  # fmt: skip
 
 
@@ -90,5 +94,5 @@ def message_from(row: Sequence[Any]) -> Message:
         error_code=row[10], error_message=row[11], price=row[12], price_unit=row[13],
         status_callback=row[14], application_sid=row[15], messaging_service_sid=row[16],
         validity_period=row[17], date_created=row[18], date_updated=row[19], date_sent=row[20],
-        seq=row[21],
+        callback_url=row[21], expires_at=row[22], submitted_at=row[23], carrier_message_id=row[24], seq=row[25],
     )  # fmt: skip

@@ -24,6 +24,7 @@ from kittiwake.store.base import (
     PageRequest,
 )
 from kittiwake.store.migrations import migrations_for
+from kittiwake.store.sqlite_delivery import SqliteDeliveryMixin
 from kittiwake.store.sqlite_writer import GroupCommitWriter, connect
 
 
@@ -66,7 +67,7 @@ def apply_migrations(conn: sqlite3.Connection) -> list[int]:
     return applied
 
 
-class SqliteStore:
+class SqliteStore(SqliteDeliveryMixin):
     """Kittiwake's data in one SQLite file (WAL) inside the data directory."""
 
     def __init__(self, path: Path, *, synchronous: str = "FULL", max_batch: int = 512) -> None:
@@ -74,6 +75,7 @@ class SqliteStore:
         self._synchronous = synchronous
         self.writer = GroupCommitWriter(path, synchronous=synchronous, max_batch=max_batch)
         self._reader: sqlite3.Connection | None = None
+        self.queue_listeners = []
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

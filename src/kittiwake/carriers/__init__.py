@@ -1,0 +1,1 @@
+"""Carrier connectors: the Carrier interface, the simulated carrier, and (later) SMPP."""

@@ -1,0 +1,53 @@
+"""The Carrier interface: what the dispatcher hands a carrier and what comes back.
+
+The dispatcher sees only this interface; a carrier never touches the message table. It answers a
+submission (accepted with its own message id, or rejected) and later reports delivery receipts
+through the callback it was started with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    message_sid: str
+    account_sid: str
+    from_: str
+    to: str
+    body: str
+    segments: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    """The carrier's answer. ``accepted`` False means the carrier refused it: the message failed."""
+
+    accepted: bool
+    carrier_message_id: str | None = None
+    error_code: int | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A delivery receipt: the final fate of an accepted submission."""
+
+    carrier_message_id: str
+    delivered: bool
+    error_code: int | None = None
+    error_message: str | None = None
+
+
+ReceiptHandler = Callable[[Receipt], Awaitable[None]]
+
+
+class Carrier(Protocol):
+    name: str
+
+    async def start(self, on_receipt: ReceiptHandler) -> None: ...
+    async def submit(self, submission: Submission) -> SubmitResult: ...
+    async def stop(self) -> None: ...

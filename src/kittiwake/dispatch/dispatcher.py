@@ -1,0 +1,318 @@
+"""The dispatcher: per-sender pacing, claims from the durable queue, submission, receipts.
+
+One loop keeps senders with queued work in the GCRA scheduler (:mod:`kittiwake.pacing`) and sleeps
+until the head sender is due (or new work arrives), never on a fixed tick. A due sender gets a task
+that claims its oldest queued messages a little ahead of time (``LEAD``), waits for each message's
+exact earliest instant, submits it, charges the sender's virtual clock and records the outcome. The
+claim, the status change, the callback row and the sender's pacing state are written by the store in
+group-committed transactions, so a restart neither loses nor bursts anything.
+
+Pacing uses the monotonic clock; the persisted ``tat`` is converted to wall-clock microseconds, the
+only clock two processes (or two boots) share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from kittiwake.carriers.base import Carrier, Receipt, Submission, SubmitResult
+from kittiwake.clock import Clock
+from kittiwake.dispatch.callbacks import status_callback
+from kittiwake.domain import MessageStatus, NumberKind
+from kittiwake.lifecycle import apply as decide
+from kittiwake.models import Message
+from kittiwake.pacing import Rate, RatePolicy, Scheduler
+from kittiwake.store.base import DeliveryStore, Transition
+
+log = logging.getLogger(__name__)
+
+S = MessageStatus
+EXPIRED_CODE = 30001
+EXPIRED_MESSAGE = "Queue overflow"
+
+
+class Dispatcher:
+    # Claim this long before a sender is due, so the database round trip is off the critical path.
+    LEAD = 0.05
+    # A fast sender (a short code) claims up to this many seconds of its rate at once.
+    BATCH_SECONDS = 0.25
+    MAX_BATCH = 200
+
+    def __init__(
+        self,
+        store: DeliveryStore,
+        carrier: Carrier,
+        clock: Clock,
+        policy: RatePolicy,
+        on_callbacks: Callable[[], None] = lambda: None,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._carrier = carrier
+        self._clock = clock
+        self._policy = policy
+        self._on_callbacks = on_callbacks
+        self._poll_interval = poll_interval
+        self._scheduler = Scheduler()
+        self._wake = asyncio.Event()
+        self._kinds: dict[str, str] = {}
+        self._notified_in_flight: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        self._loops: list[asyncio.Task[None]] = []
+        # Metrics (read by /metrics and the benchmarks).
+        self.submitted = 0
+        self.failed = 0
+        self.expired = 0
+        self.requeued_at_start = 0
+        self.lateness: collections.deque[float] = collections.deque(maxlen=100_000)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.requeued_at_start = await self._store.recover_in_flight()
+        if self.requeued_at_start:
+            log.warning("re-driving %d messages left in flight by the previous run", self.requeued_at_start)
+        await self._load_senders()
+        await self._carrier.start(self._on_receipt)
+        self._loops = [asyncio.create_task(self._run()), asyncio.create_task(self._housekeeping())]
+
+    async def stop(self) -> None:
+        """Stop claiming; finish submissions under way and park claimed-but-unsent messages back in the queue."""
+        self._stopping = True
+        self._wake.set()
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._carrier.stop()
+
+    def notify(self, sender: str) -> None:
+        """New queued work for ``sender`` (called on the dispatcher's loop after the row committed)."""
+        if self._stopping:
+            return
+        if self._scheduler.is_in_flight(sender):
+            self._notified_in_flight.add(sender)
+            return
+        if not self._scheduler.is_scheduled(sender):
+            self._scheduler.mark_ready(sender, self._rate(sender), self._clock.monotonic())
+            self._wake.set()
+
+    # -- the loop ------------------------------------------------------------------------------------
+
+    async def _load_senders(self) -> None:
+        now_mono, now_wall = self._clock.monotonic(), self._clock.now_micros()
+        for sender, tat_wall in await self._store.senders_with_work():
+            await self._kind(sender)
+            if tat_wall > now_wall:
+                self._scheduler.set_tat(sender, now_mono + (tat_wall - now_wall) / 1_000_000)
+            self._scheduler.mark_ready(sender, self._rate(sender), now_mono)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            head = self._scheduler.next_due()
+            now = self._clock.monotonic()
+            wait = self._poll_interval if head is None else head[0] - self.LEAD - now
+            if wait > 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                continue
+            assert head is not None
+            sender = self._scheduler.pop_due(now + self.LEAD)
+            if sender is None:
+                continue
+            due = head[0]
+            task = asyncio.create_task(self._drive(sender, due))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _housekeeping(self) -> None:
+        """Every poll interval: pick up work queued by other processes, expire stale messages, prune."""
+        while not self._stopping:
+            await asyncio.sleep(self._poll_interval)
+            try:
+                for sender, _ in await self._store.senders_with_work():
+                    await self._kind(sender)
+                    self.notify(sender)
+                await self._expire_queued()
+                self._scheduler.prune(self._clock.monotonic())
+            except Exception:
+                log.exception("dispatcher housekeeping failed; retrying at the next interval")
+
+    async def _drive(self, sender: str, due: float) -> None:
+        """Submit the sender's next messages at their exact times, then hand the sender back."""
+        await self._kind(sender)
+        rate = self._rate(sender)
+        limit = max(1, min(self.MAX_BATCH, int(rate.segments_per_second * self.BATCH_SECONDS)))
+        self._notified_in_flight.discard(sender)
+        try:
+            batch = await self._store.claim_queued(sender, limit, self._clock.now_micros())
+        except Exception:
+            log.exception("claim for %s failed; retrying in %.1f s", sender, self._poll_interval)
+            self._scheduler.reschedule(sender, rate, self._clock.monotonic() + self._poll_interval)
+            self._wake.set()
+            return
+        if not batch:
+            if sender in self._notified_in_flight:
+                self._notified_in_flight.discard(sender)
+                self._scheduler.reschedule(sender, rate, self._clock.monotonic())
+            else:
+                self._scheduler.mark_idle(sender)
+            self._wake.set()
+            return
+        for index, message in enumerate(batch):
+            if self._stopping:
+                await self._park(batch[index:])
+                break
+            if message.expires_at is not None and self._clock.now_micros() > message.expires_at:
+                await self._expire([message], from_status=S.SENDING)
+                continue
+            earliest = self._scheduler.earliest(sender, self._clock.monotonic())
+            await self._sleep_until(earliest)
+            if not await self._submit(sender, message, rate, max(due, earliest)):
+                await self._park(batch[index:])
+                break
+        self._scheduler.reschedule(sender, rate, self._clock.monotonic())
+        self._wake.set()
+
+    async def _sleep_until(self, moment: float) -> None:
+        delay = moment - self._clock.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _submit(self, sender: str, message: Message, rate: Rate, due: float) -> bool:
+        """Hand one message to the carrier; False if the carrier could not take it (parked for retry)."""
+        at = self._clock.monotonic()
+        submission = Submission(message.sid, message.account_sid, message.from_, message.to, message.body,
+                                message.num_segments)  # fmt: skip
+        try:
+            result = await self._carrier.submit(submission)
+        except Exception:
+            log.exception("carrier %s failed on %s; parking it for retry", self._carrier.name, message.sid)
+            return False
+        tat = self._scheduler.record_submit(sender, message.num_segments, at, rate)
+        self.lateness.append(at - due)
+        self.submitted += 1
+        now_mono, now_wall = self._clock.monotonic(), self._clock.now_micros()
+        tat_wall = now_wall + round((tat - now_mono) * 1_000_000)
+        transition = self._after_submit(message, result, now_wall)
+        # The write completes in the background: the next submission does not wait for the disk.
+        task = asyncio.create_task(self._record([transition], now_wall, (sender, tat_wall)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    def _after_submit(self, message: Message, result: SubmitResult, now: int) -> Transition:
+        if result.accepted:
+            values: dict[str, object] = {
+                "status": S.SENT.value,
+                "date_sent": now,
+                "submitted_at": now,
+                "carrier_message_id": result.carrier_message_id,
+                "price": "-0.00790",
+            }
+            return Transition(message.sid, frozenset({S.SENDING.value}), values, status_callback(message, S.SENT))
+        self.failed += 1
+        code = result.error_code or 30008
+        values = {
+            "status": S.FAILED.value,
+            "submitted_at": now,
+            "error_code": code,
+            "error_message": result.error_message or "Unknown error",
+            "carrier_message_id": result.carrier_message_id,
+        }
+        callback = status_callback(message, S.FAILED, code, result.error_message)
+        return Transition(message.sid, frozenset({S.SENDING.value}), values, callback)
+
+    async def _record(
+        self, transitions: list[Transition], now: int, sender_tat: tuple[str, int] | None = None
+    ) -> list[bool]:
+        try:
+            applied = await self._store.apply_transitions(transitions, now, sender_tat)
+        except Exception:
+            log.exception("recording %d status changes failed", len(transitions))
+            return [False] * len(transitions)
+        if any(applied[i] and t.callback is not None for i, t in enumerate(transitions)):
+            self._on_callbacks()
+        return applied
+
+    async def _park(self, messages: list[Message]) -> None:
+        """Claimed but not submitted: back to the queue, in order, with their segments."""
+        transitions = [
+            Transition(m.sid, frozenset({S.SENDING.value}), {"status": S.QUEUED.value}, None, m.num_segments)
+            for m in messages
+        ]
+        await self._record(transitions, self._clock.now_micros())
+
+    async def _expire_queued(self) -> None:
+        expired = await self._store.expired_queued(self._clock.now_micros(), 500)
+        if expired:
+            await self._expire(expired, from_status=S.QUEUED)
+
+    async def _expire(self, messages: list[Message], from_status: MessageStatus) -> None:
+        """Past its ValidityPeriod: failed with 30001 instead of being sent late (twilio-api.md §8)."""
+        transitions = []
+        for m in messages:
+            values: dict[str, object] = {
+                "status": S.FAILED.value,
+                "error_code": EXPIRED_CODE,
+                "error_message": EXPIRED_MESSAGE,
+            }
+            callback = status_callback(m, S.FAILED, EXPIRED_CODE, EXPIRED_MESSAGE)
+            # A queued message still counts in its sender's backlog; a claimed one no longer does.
+            backlog = -m.num_segments if from_status is S.QUEUED else 0
+            transitions.append(Transition(m.sid, frozenset({from_status.value}), values, callback, backlog))
+        applied = await self._record(transitions, self._clock.now_micros())
+        self.expired += sum(applied)
+
+    # -- receipts ------------------------------------------------------------------------------------
+
+    async def _on_receipt(self, receipt: Receipt) -> None:
+        message = None
+        # The receipt can overtake the write that stored the carrier's id: look again briefly.
+        for attempt in range(5):
+            message = await self._store.find_by_carrier_id(receipt.carrier_message_id)
+            if message is not None:
+                break
+            await asyncio.sleep(0.05 * (attempt + 1))
+        if message is None:
+            log.warning("receipt for unknown carrier message id %s ignored", receipt.carrier_message_id)
+            return
+        new = S.DELIVERED if receipt.delivered else S.UNDELIVERED
+        decision = decide(message.status, new)
+        if not decision.change:
+            log.info("receipt %s for %s (%s): %s", new.value, message.sid, message.status.value, decision.verdict)
+            return
+        values: dict[str, object] = {"status": new.value}
+        if not receipt.delivered:
+            values["error_code"] = receipt.error_code or 30008
+            values["error_message"] = receipt.error_message or "Unknown error"
+        callback = status_callback(message, new, receipt.error_code if not receipt.delivered else None,
+                                   receipt.error_message)  # fmt: skip
+        transition = Transition(message.sid, frozenset({message.status.value}), values, callback)
+        await self._record([transition], self._clock.now_micros())
+
+    # -- senders -------------------------------------------------------------------------------------
+
+    async def _kind(self, sender: str) -> str:
+        kind = self._kinds.get(sender)
+        if kind is None:
+            number = await self._store.find_number(sender)
+            kind = number.kind.value if number is not None else NumberKind.LONG_CODE.value
+            self._kinds[sender] = kind
+        return kind
+
+    def _rate(self, sender: str) -> Rate:
+        return self._policy.rate_for(sender, self._kinds.get(sender, NumberKind.LONG_CODE.value))
+
+    def pending_tasks(self) -> int:
+        return len(self._tasks)
