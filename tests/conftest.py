@@ -8,13 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from support import GatewayThread, RunningGateway, ServeProcess, start_serve
+from support import CallbackReceiver, GatewayThread, RunningGateway, ServeProcess, start_serve
 
 
 @pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[RunningGateway]:
-    """A gateway in this process with an empty data directory and its first account."""
-    thread = GatewayThread(tmp_path / "data")
+def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningGateway]:
+    """A gateway in this process with an empty data directory and its first account.
+
+    Settings can be overridden per test with ``@pytest.mark.parametrize("gateway", [{...}], indirect=True)``.
+    """
+    overrides = getattr(request, "param", {})
+    thread = GatewayThread(tmp_path / "data", **overrides)
     thread.start()
     first = thread.gateway.first_account
     assert first is not None
@@ -22,6 +26,16 @@ def gateway(tmp_path: Path) -> Iterator[RunningGateway]:
         yield RunningGateway(f"http://127.0.0.1:{thread.gateway.port}", first.sid, first.auth_token, tmp_path / "data")
     finally:
         thread.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[CallbackReceiver]:
+    """A loopback HTTP server that records the callbacks it receives."""
+    server = CallbackReceiver().start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -44,9 +45,10 @@ class RunningGateway:
 class GatewayThread:
     """A Gateway running on its own event loop in a background thread of the test process."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, **overrides: Any) -> None:
         self.out = io.StringIO()
-        self.gateway = Gateway(Settings(data_dir=data_dir, port=0, log_level="warning"), self.out)
+        settings = Settings(data_dir=data_dir, port=0, log_level="warning", **overrides)
+        self.gateway = Gateway(settings, self.out)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="gateway", daemon=True)
         self._error: BaseException | None = None
@@ -124,3 +126,82 @@ def start_serve(data_dir: Path, *extra: str) -> ServeProcess:
             return ServeProcess(process, RunningGateway(match.group(1), sid or "", token or "", data_dir), lines)
     process.kill()
     raise AssertionError("kittiwake serve did not start:\n" + "".join(lines))
+
+
+@dataclass
+class ReceivedRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    params: dict[str, str]
+    at: float
+
+
+class CallbackReceiver:
+    """An HTTP server on 127.0.0.1:0 in a background thread that records every request it gets.
+
+    ``status`` (or a callable of the request count) decides the answer, to script an app that fails.
+    """
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.requests: list[ReceivedRequest] = []
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="callback-receiver", daemon=True)
+        self._stop: asyncio.Event | None = None
+        self.port = 0
+        self._lock = threading.Lock()
+
+    def url(self, path: str = "/status") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _serve(self) -> None:
+        self._loop.run_until_complete(self._main())
+        self._loop.close()
+
+    async def _main(self) -> None:
+        from aiohttp import web
+
+        async def handle(request: web.Request) -> web.Response:
+            form = await request.post() if request.method == "POST" else {}
+            params = {k: str(v) for k, v in form.items()}
+            with self._lock:
+                self.requests.append(
+                    ReceivedRequest(request.method, str(request.url), dict(request.headers), params, time.time())
+                )
+            return web.Response(status=self.status, text="<Response/>", content_type="text/xml")
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._stop = asyncio.Event()
+        self._ready.set()
+        await self._stop.wait()
+        await runner.cleanup()
+
+    def start(self) -> CallbackReceiver:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    def wait_for(self, count: int, timeout: float = 15.0, **match: str) -> list[ReceivedRequest]:
+        """Wait until ``count`` recorded requests have every param in ``match``; return them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                found = [r for r in self.requests if all(r.params.get(k) == v for k, v in match.items())]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.02)

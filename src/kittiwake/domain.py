@@ -10,6 +10,7 @@ import re
 import secrets
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from functools import lru_cache
 
 API_VERSION = "2010-04-01"
 
@@ -104,4 +105,10 @@ def rfc2822(micros: int | None) -> str | None:
     """Twilio's date format, e.g. ``Wed, 18 Aug 2010 20:01:40 +0000`` (never ``GMT``: ecosystem.md)."""
     if micros is None:
         return None
-    return format_datetime(datetime.fromtimestamp(micros // 1_000_000, tz=UTC))
+    return _rfc2822_second(micros // 1_000_000)
+
+
+@lru_cache(maxsize=4096)
+def _rfc2822_second(seconds: int) -> str:
+    # Every response renders two or three dates, mostly of the same few seconds: format each second once.
+    return format_datetime(datetime.fromtimestamp(seconds, tz=UTC))

@@ -48,7 +48,8 @@ def context(request: Request) -> ApiContext:
 
 
 def format_of(request: Request) -> str:
-    return "json" if request.url.path.endswith(".json") else "xml"
+    path: str = request.scope["path"]
+    return "json" if path.endswith(".json") else "xml"
 
 
 def render(fmt: str, status: int, element: str, record: Mapping[str, Any]) -> Response:

@@ -8,9 +8,10 @@ indexed lookups the API makes take microseconds, so a hop to a thread pool would
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from kittiwake.models import Account, Application, Message, PhoneNumber
 from kittiwake.store import rows
@@ -26,6 +27,9 @@ from kittiwake.store.base import (
 from kittiwake.store.migrations import migrations_for
 from kittiwake.store.sqlite_delivery import SqliteDeliveryMixin
 from kittiwake.store.sqlite_writer import GroupCommitWriter, connect
+
+T = TypeVar("T")
+CACHE_SECONDS = 1.0
 
 
 def _placeholders(n: int) -> str:
@@ -76,6 +80,11 @@ class SqliteStore(SqliteDeliveryMixin):
         self.writer = GroupCommitWriter(path, synchronous=synchronous, max_batch=max_batch)
         self._reader: sqlite3.Connection | None = None
         self.queue_listeners = []
+        # Every API request authenticates an account and every create looks up its sender: keep the
+        # rows found for a moment. Only found rows are kept (a row another process just added is seen at
+        # once) and this process's own updates and deletes drop them; other processes only add rows.
+        self._accounts: _TtlCache[Account] = _TtlCache(CACHE_SECONDS)
+        self._numbers: _TtlCache[PhoneNumber] = _TtlCache(CACHE_SECONDS)
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,8 +144,11 @@ class SqliteStore(SqliteDeliveryMixin):
         await self._insert(_INSERT_ACCOUNT, rows.account_row(account))
 
     async def get_account(self, sid: str) -> Account | None:
+        cached = self._accounts.get(sid)
+        if cached is not None:
+            return cached
         found = self._query(f"SELECT {', '.join(rows.ACCOUNT_COLUMNS)} FROM accounts WHERE sid = ?", (sid,))
-        return rows.account_from(found[0]) if found else None
+        return self._accounts.put(sid, rows.account_from(found[0])) if found else None
 
     async def all_accounts(self) -> list[Account]:
         found = self._query(f"SELECT {', '.join(rows.ACCOUNT_COLUMNS)} FROM accounts ORDER BY date_created, sid")
@@ -158,7 +170,9 @@ class SqliteStore(SqliteDeliveryMixin):
         return Page([rows.account_from(r) for r in found], more, next_offset)
 
     async def update_account(self, sid: str, changes: Changes, now: int) -> Account | None:
+        self._accounts.drop(sid)
         await self._update("accounts", rows.ACCOUNT_UPDATABLE, {"sid": sid}, changes, now)
+        self._accounts.drop(sid)
         return await self.get_account(sid)
 
     # -- phone numbers -------------------------------------------------------------------------------
@@ -197,11 +211,16 @@ class SqliteStore(SqliteDeliveryMixin):
 
     async def update_number(self, account_sid: str, sid: str, changes: Changes, now: int) -> PhoneNumber | None:
         key = {"account_sid": account_sid, "sid": sid}
+        self._numbers.clear()
         await self._update("phone_numbers", rows.NUMBER_UPDATABLE, key, changes, now)
+        self._numbers.clear()
         return await self.get_number(account_sid, sid)
 
     async def delete_number(self, account_sid: str, sid: str) -> bool:
-        return await self._delete("phone_numbers", account_sid, sid)
+        self._numbers.clear()
+        deleted = await self._delete("phone_numbers", account_sid, sid)
+        self._numbers.clear()
+        return deleted
 
     # -- applications --------------------------------------------------------------------------------
 
@@ -274,6 +293,33 @@ class SqliteStore(SqliteDeliveryMixin):
 
     async def delete_message(self, account_sid: str, sid: str) -> bool:
         return await self._delete("messages", account_sid, sid)
+
+
+class _TtlCache(Generic[T]):
+    """Rows by key for ``ttl`` seconds (monotonic), at most ``size`` of them."""
+
+    def __init__(self, ttl: float, size: int = 10_000) -> None:
+        self._ttl = ttl
+        self._size = size
+        self._rows: dict[str, tuple[float, T]] = {}
+
+    def get(self, key: str) -> T | None:
+        entry = self._rows.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: str, row: T) -> T:
+        if len(self._rows) >= self._size:
+            self._rows.clear()
+        self._rows[key] = (time.monotonic() + self._ttl, row)
+        return row
+
+    def drop(self, key: str) -> None:
+        self._rows.pop(key, None)
+
+    def clear(self) -> None:
+        self._rows.clear()
 
 
 def _message_where(account_sid: str, filters: MessageFilter) -> tuple[str, list[Any]]:

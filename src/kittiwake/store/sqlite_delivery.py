@@ -74,13 +74,16 @@ class SqliteDeliveryMixin:
         """Insert a queued message, refusing it (QueueFull) if its sender's backlog would pass the cap."""
         values = rows.message_row(message)
 
+        cap = queue_cap_segments if queue_cap_segments is not None else 1 << 62
+        k = message.num_segments
+
         def op(conn: sqlite3.Connection) -> int:
-            conn.execute("INSERT INTO senders (phone_number) VALUES (?) ON CONFLICT DO NOTHING", (message.from_,))
-            cap = queue_cap_segments if queue_cap_segments is not None else 1 << 62
+            # One statement creates or grows the sender's backlog, refusing growth past the cap.
             grown = conn.execute(
-                "UPDATE senders SET queued_segments = queued_segments + ? "
-                "WHERE phone_number = ? AND queued_segments + ? <= ?",
-                (message.num_segments, message.from_, message.num_segments, cap),
+                "INSERT INTO senders (phone_number, queued_segments) VALUES (?, ?) "
+                "ON CONFLICT (phone_number) DO UPDATE SET queued_segments = queued_segments + excluded.queued_segments "
+                "WHERE senders.queued_segments + excluded.queued_segments <= ?",
+                (message.from_, k, cap),
             )
             if grown.rowcount == 0:
                 raise QueueFull(message.from_)

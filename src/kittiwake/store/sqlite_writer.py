@@ -32,6 +32,12 @@ Operation = Callable[[sqlite3.Connection], Any]
 log = logging.getLogger(__name__)
 
 _STOP = object()
+
+
+class _OperationFailed(Exception):
+    """An operation raised on the savepoint-free fast path: replay the batch with isolation."""
+
+
 BUSY_TIMEOUT_MS = 10_000
 
 
@@ -105,20 +111,15 @@ class GroupCommitWriter:
             conn.close()
 
     def _execute(self, conn: sqlite3.Connection, batch: list[Any]) -> list[tuple[Any, Any, BaseException | None]]:
-        outcomes: list[tuple[Any, Any, BaseException | None]] = []
+        """Run the batch in one transaction. The fast path has no savepoints; if any operation raises,
+        the transaction is rolled back and the batch replayed with a savepoint around each operation, so
+        exactly the failing ones fail (the profile showed savepoints costing ~13% of create throughput)."""
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for operation, future, loop in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    result = operation(conn)
-                except Exception as exc:  # the caller gets its own error; the batch goes on
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    outcomes.append(((future, loop), None, exc))
-                else:
-                    conn.execute("RELEASE op")
-                    outcomes.append(((future, loop), result, None))
+            try:
+                outcomes = self._run_batch(conn, batch, isolate=False)
+            except _OperationFailed:
+                conn.execute("ROLLBACK")
+                outcomes = self._run_batch(conn, batch, isolate=True)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.exception("group commit of %d operations failed", len(batch))
@@ -128,6 +129,31 @@ class GroupCommitWriter:
             return [((future, loop), None, error) for _, future, loop in batch]
         self.batches += 1
         self.operations += len(batch)
+        return outcomes
+
+    @staticmethod
+    def _run_batch(
+        conn: sqlite3.Connection, batch: list[Any], *, isolate: bool
+    ) -> list[tuple[Any, Any, BaseException | None]]:
+        outcomes: list[tuple[Any, Any, BaseException | None]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        for operation, future, loop in batch:
+            if not isolate:
+                try:
+                    outcomes.append(((future, loop), operation(conn), None))
+                except Exception as exc:
+                    raise _OperationFailed from exc
+                continue
+            conn.execute("SAVEPOINT op")
+            try:
+                result = operation(conn)
+            except Exception as exc:  # the caller gets its own error; the batch goes on
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+                outcomes.append(((future, loop), None, exc))
+            else:
+                conn.execute("RELEASE op")
+                outcomes.append(((future, loop), result, None))
         return outcomes
 
     @staticmethod

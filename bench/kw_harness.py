@@ -1,0 +1,257 @@
+"""Shared plumbing for the delivery-engine benchmarks (bench/pacing.py, bench/delivery.py, bench/queue_depth.py).
+
+Not a benchmark itself. It starts ``kittiwake serve --port 0`` as a subprocess and parses its banner, stops it
+by its own PID (SIGTERM, then SIGKILL), provisions senders through the REST API, writes config files, and
+formats results as markdown. Every helper cleans up what it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+KITTIWAKE = str(VENV_BIN / "kittiwake")
+API = "/2010-04-01/Accounts"
+
+
+def log(message: str) -> None:
+    """Progress on stderr (stdout carries only the results)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def command_line() -> str:
+    """The exact command that produced this output."""
+    return " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
+
+
+def clean_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("KITTIWAKE_DATA_DIR", "KITTIWAKE_CONFIG", "TWILIO_REGION", "TWILIO_EDGE"):
+        env.pop(name, None)
+    return env
+
+
+@dataclass
+class Server:
+    """A running ``kittiwake serve`` subprocess."""
+
+    process: subprocess.Popen[str]
+    base_url: str
+    account_sid: str
+    auth_token: str
+    data_dir: Path
+    started_in: float
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def auth(self) -> aiohttp.BasicAuth:
+        return aiohttp.BasicAuth(self.account_sid, self.auth_token)
+
+    def url(self, rest: str) -> str:
+        return f"{self.base_url}{API}/{self.account_sid}{rest}"
+
+
+def start_server(
+    data_dir: Path,
+    config: Path | None = None,
+    credentials: tuple[str, str] | None = None,
+    timeout: float = 120.0,
+) -> Server:
+    """Start ``kittiwake serve --port 0`` on ``data_dir``; return once it prints where it listens.
+
+    A fresh data directory prints the first account's credentials; for a prepared one pass ``credentials``.
+    ``started_in`` is the wall time from spawning the process to the "Listening on" line.
+    """
+    args = [KITTIWAKE, "serve", "--port", "0", "--data-dir", str(data_dir), "--log-level", "warning"]
+    if config is not None:
+        args += ["--config", str(config)]
+    began = time.monotonic()
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env())
+    assert process.stdout is not None
+    lines: list[str] = []
+    sid, token = credentials if credentials else (None, None)
+    base_url = None
+    deadline = began + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if match := re.search(r"Account SID: (AC[0-9a-f]{32})", line):
+            sid = match.group(1)
+        if match := re.search(r"Auth token:\s+([0-9a-f]{32})", line):
+            token = match.group(1)
+        if match := re.search(r"Listening on (http://\S+)", line):
+            base_url = match.group(1)
+            break
+    started_in = time.monotonic() - began
+    if base_url is None or sid is None or token is None:
+        _terminate(process)
+        raise RuntimeError(f"kittiwake serve did not start:\n{''.join(lines)}")
+    server = Server(process, base_url, sid, token, data_dir, started_in, lines)
+    # Keep draining its output so a chatty server never blocks on a full pipe.
+    threading.Thread(target=_drain, args=(process, lines), daemon=True).start()
+    return server
+
+
+def _drain(process: subprocess.Popen[str], lines: list[str]) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        lines.append(line)
+
+
+def _terminate(process: subprocess.Popen[str]) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
+def stop_server(server: Server) -> None:
+    """SIGTERM the server by its PID (SIGKILL after 30 s) and report anything it logged."""
+    _terminate(server.process)
+    noisy = [line for line in server.output if "Traceback" in line or "ERROR" in line or "WARNING" in line]
+    if noisy:
+        log(f"server {server.pid} logged {len(noisy)} warning/error line(s), first: {noisy[0].strip()}")
+
+
+@contextmanager
+def running_server(
+    data_dir: Path, config: Path | None = None, credentials: tuple[str, str] | None = None
+) -> Iterator[Server]:
+    server = start_server(data_dir, config, credentials)
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+def write_config(
+    path: Path,
+    *,
+    long_code: float | None = None,
+    short_code: float | None = None,
+    max_backlog_seconds: float | None = None,
+    receipt_delay: float | None = None,
+) -> Path:
+    """A kittiwake TOML config with only the given settings."""
+    pacing = {"long_code": long_code, "short_code": short_code, "max_backlog_seconds": max_backlog_seconds}
+    lines = ["[pacing]"] + [f"{k} = {float(v)!r}" for k, v in pacing.items() if v is not None]
+    if receipt_delay is not None:
+        lines += ["[simulator]", f"receipt_delay = {float(receipt_delay)!r}"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def long_codes(count: int, start: int = 0) -> list[str]:
+    """``count`` distinct valid US long codes: +1 415 2xx xxxx (valid for libphonenumber)."""
+    if start + count > 10_000_000:
+        raise ValueError("at most 10 million numbers in +14152xxxxxx")
+    return [f"+14152{n:06d}" for n in range(start, start + count)]
+
+
+def recipients(count: int) -> list[str]:
+    return [f"+14153{n:06d}" for n in range(count)]
+
+
+async def provision(server: Server, numbers: Sequence[str], concurrency: int = 16) -> None:
+    """Provision long codes through ``POST .../IncomingPhoneNumbers.json`` (the CLI costs ~0.5 s each)."""
+    queue = list(numbers)
+    failures: list[str] = []
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while queue:
+            number = queue.pop()
+            async with session.post(
+                server.url("/IncomingPhoneNumbers.json"), data={"PhoneNumber": number}, auth=server.auth
+            ) as response:
+                if response.status != 201:
+                    failures.append(f"{number}: {response.status} {await response.text()}")
+
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    if failures:
+        raise RuntimeError(f"{len(failures)} numbers failed to provision, e.g. {failures[0]}")
+
+
+def add_short_code(server: Server, code: str) -> None:
+    subprocess.run(
+        [KITTIWAKE, "numbers", "add", "--account", server.account_sid, code, "--short-code", "--data-dir",
+         str(server.data_dir)],
+        check=True, capture_output=True, text=True, env=clean_env(), timeout=60,
+    )  # fmt: skip
+
+
+async def sim_messages(
+    session: aiohttp.ClientSession, server: Server, from_: str | None = None
+) -> list[dict[str, object]]:
+    params = {"From": from_} if from_ else {}
+    async with session.get(f"{server.base_url}/sim/messages", params=params, auth=server.auth) as response:
+        response.raise_for_status()
+        data = await response.json()
+    messages: list[dict[str, object]] = data["messages"]
+    return messages
+
+
+def iso_to_epoch(value: str) -> float:
+    """``2026-11-30T04:05:06.789Z`` -> epoch seconds."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process in MiB (VmRSS of /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def median(values: Iterable[float]) -> float:
+    items = list(values)
+    return statistics.median(items) if items else float("nan")
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A markdown table; the first column left-aligned, the rest right-aligned."""
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def machine_note() -> str:
+    load = os.getloadavg()[0]
+    return f"{os.cpu_count()} CPUs, load average {load:.2f} at the end, Python {sys.version.split()[0]}"
