@@ -18,6 +18,7 @@ from kittiwake.domain import (
     SidPrefix,
     new_auth_token,
     new_sid,
+    rfc2822,
 )
 from kittiwake.errors import TwilioError, invalid_parameter
 from kittiwake.models import Account, PhoneNumber
@@ -34,7 +35,8 @@ async def create_account(
     sid = new_sid(SidPrefix.ACCOUNT)
     now = clock.now_micros()
     owner_sid = sid if owner is None else owner.owner_account_sid
-    name = friendly_name or f"SubAccount Created at {now}" if owner else friendly_name or "Kittiwake account"
+    default_name = f"SubAccount Created at {rfc2822(now)}" if owner else "Kittiwake account"
+    name = friendly_name or default_name
     account = Account(sid, name, new_auth_token(), AccountStatus.ACTIVE, owner_sid, now, now)
     await store.add_account(account)
     return account

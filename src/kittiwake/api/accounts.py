@@ -16,31 +16,31 @@ from kittiwake.api.representations import PREFIX, account_dict, suffix
 from kittiwake.domain import AccountStatus, SidPrefix, is_sid
 from kittiwake.errors import TwilioError, invalid_parameter, not_found
 from kittiwake.models import Account
-from kittiwake.store.base import AccountFilter, Changes, PageRequest
+from kittiwake.store.base import AccountFilter, Changes, Page, PageRequest
 
 STATUSES = frozenset(s.value for s in AccountStatus)
 
 
-async def _owned(request: Request) -> Account:
-    """The account in the path, if the caller is it or owns it (404 otherwise)."""
+async def _owned(request: Request) -> tuple[Account, Account]:
+    """The caller, and the account in the path if the caller is it or owns it (404 otherwise)."""
     caller = await authenticate(request)
     sid = request.path_params["account_sid"]
     if sid == caller.sid:
-        return caller
+        return caller, caller
     found = await context(request).store.get_account(sid) if is_sid(sid, SidPrefix.ACCOUNT) else None
     if found is None or found.owner_account_sid != caller.sid:
         raise not_found(request.url.path)
-    return found
+    return caller, found
 
 
 async def fetch_account(request: Request) -> Response:
     fmt = format_of(request)
-    return render(fmt, 200, "Account", account_dict(await _owned(request), fmt))
+    _, account = await _owned(request)
+    return render(fmt, 200, "Account", account_dict(account, fmt))
 
 
 async def update_account(request: Request) -> Response:
-    caller = await authenticate(request)
-    account = await _owned(request)
+    caller, account = await _owned(request)
     ctx = context(request)
     form = await read_form(request, ctx.settings.max_request_bytes)
     values: dict[str, object] = {}
@@ -86,14 +86,13 @@ async def list_accounts(request: Request) -> Response:
     if status is not None and status not in STATUSES:
         raise invalid_parameter(f"Status must be one of active, suspended, closed; got {status!r}")
     filters = AccountFilter(query.get("FriendlyName") or None, status)
-    offset = params.token if params.token is not None else params.offset
-    page = await context(request).store.list_accounts(
-        caller.owner_account_sid if caller.is_subaccount else caller.sid,
-        filters,
-        PageRequest(params.size, offset),
-    )
     if caller.is_subaccount:
-        page = type(page)([a for a in page.items if a.sid == caller.sid], False, page.last_key)
+        # A subaccount sees only itself.
+        matches = (filters.friendly_name in (None, caller.friendly_name)) and (filters.status in (None, caller.status))
+        page: Page[Account] = Page([caller] if matches and params.offset == 0 else [], False)
+    else:
+        offset = params.token if params.token is not None else params.offset
+        page = await context(request).store.list_accounts(caller.sid, filters, PageRequest(params.size, offset))
     fmt = format_of(request)
     echo = [(k, query[k]) for k in ("FriendlyName", "Status") if query.get(k)]
     meta = envelope(f"{PREFIX}/Accounts{suffix(fmt)}", echo, params, page)
