@@ -122,6 +122,7 @@ def test_modern_status_callbacks_sent_and_delivered_signed(
         assert "ErrorCode" not in request.params
     fetched = wait_for_status(client, gateway, message["sid"], {"delivered"})
     assert fetched["status"] == "delivered" and fetched["date_sent"] is not None and fetched["error_code"] is None
+    assert fetched["price"] == "-0.00790" and fetched["price_unit"] == "USD"
 
 
 def test_legacy_callback_only_on_sent(

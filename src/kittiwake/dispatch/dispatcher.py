@@ -18,6 +18,7 @@ import collections
 import contextlib
 import logging
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from kittiwake.carriers.base import Carrier, Receipt, Submission, SubmitResult
@@ -34,6 +35,15 @@ log = logging.getLogger(__name__)
 S = MessageStatus
 EXPIRED_CODE = 30001
 EXPIRED_MESSAGE = "Queue overflow"
+
+
+# What Twilio bills a US SMS segment; the simulated carrier charges the same so `price` looks real.
+PRICE_PER_SEGMENT = Decimal("0.00790")
+
+
+def price_of(segments: int) -> str:
+    """Twilio's price format: a negative decimal string with five places, per segment sent."""
+    return f"-{PRICE_PER_SEGMENT * segments:.5f}"
 
 
 class Dispatcher:
@@ -218,7 +228,7 @@ class Dispatcher:
                 "date_sent": now,
                 "submitted_at": now,
                 "carrier_message_id": result.carrier_message_id,
-                "price": "-0.00790",
+                "price": price_of(message.num_segments),
             }
             return Transition(message.sid, frozenset({S.SENDING.value}), values, status_callback(message, S.SENT))
         self.failed += 1
