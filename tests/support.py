@@ -145,6 +145,8 @@ class CallbackReceiver:
 
     def __init__(self, status: int = 200) -> None:
         self.status = status
+        # path -> (status, content type, body, delay seconds): what the app answers there.
+        self.answers: dict[str, tuple[int, str, str, float]] = {}
         self.requests: list[ReceivedRequest] = []
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -166,11 +168,18 @@ class CallbackReceiver:
         async def handle(request: web.Request) -> web.Response:
             form = await request.post() if request.method == "POST" else {}
             params = {k: str(v) for k, v in form.items()}
+            if request.method == "GET":
+                params = {k: v for k, v in request.query.items()}
             with self._lock:
                 self.requests.append(
                     ReceivedRequest(request.method, str(request.url), dict(request.headers), params, time.time())
                 )
-            return web.Response(status=self.status, text="<Response/>", content_type="text/xml")
+            status, content_type, body, delay = self.answers.get(
+                request.path, (self.status, "text/xml", "<Response/>", 0.0)
+            )
+            if delay:
+                await asyncio.sleep(delay)
+            return web.Response(status=status, body=body.encode(), headers={"Content-Type": content_type})
 
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", handle)
@@ -195,6 +204,17 @@ class CallbackReceiver:
         if self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
+
+    def answer(
+        self, path: str, body: str, *, status: int = 200, content_type: str = "text/xml", delay: float = 0.0
+    ) -> str:
+        """Make the app answer ``body`` at ``path``; returns the full URL of that path."""
+        self.answers[path] = (status, content_type, body, delay)
+        return self.url(path)
+
+    def at(self, path: str) -> list[ReceivedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.url.split("?", 1)[0].endswith(path)]
 
     def wait_for(self, count: int, timeout: float = 15.0, **match: str) -> list[ReceivedRequest]:
         """Wait until ``count`` recorded requests have every param in ``match``; return them."""

@@ -21,10 +21,10 @@ from kittiwake.clock import SystemClock
 from kittiwake.config import Settings, config_path_from_env, data_dir_from_env, load_config
 from kittiwake.domain import NumberKind, SidPrefix, is_sid, rfc2822
 from kittiwake.errors import ConfigError, TwilioError
-from kittiwake.models import Account, PhoneNumber
+from kittiwake.models import Account, Message, PhoneNumber
 from kittiwake.runtime import opened_store
 from kittiwake.runtime import serve as run_server
-from kittiwake.store.base import NumberFilter, PageRequest, Store
+from kittiwake.store.base import FullStore, NumberFilter, PageRequest, Store
 
 T = TypeVar("T")
 
@@ -41,7 +41,7 @@ def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
     return Settings(data_dir=data_dir or data_dir_from_env(), **overrides)
 
 
-def _run(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
+def _run(settings: Settings, work: Callable[[FullStore], Awaitable[T]]) -> T:
     async def main() -> T:
         async with opened_store(settings) as store:
             return await work(store)
@@ -246,6 +246,40 @@ def numbers_list(account_sid: str, data_dir: Path | None, as_json: bool) -> None
         return
     for n in found:
         click.echo(f"{n.sid}  {n.phone_number:16}  {n.kind.value:8}  {n.sms_url or ''}")
+
+
+@cli.group()
+def sim() -> None:
+    """Play a handset on the simulated carrier."""
+
+
+@sim.command("send")
+@click.option("--from", "from_", required=True, help="The handset's number (E.164).")
+@click.option("--to", required=True, help="One of your numbers (E.164 long code or short code).")
+@click.option("--body", required=True, help="The text.")
+@data_dir_option
+@json_option
+def sim_send(from_: str, to: str, body: str, data_dir: Path | None, as_json: bool) -> None:
+    """Deliver an inbound SMS to one of your numbers; a running serve makes the webhook request."""
+    settings = _settings(data_dir)
+    from kittiwake.receiving import receive_sms
+    from kittiwake.runtime import build_policy
+
+    async def receive(store: FullStore) -> Message:
+        try:
+            return await receive_sms(
+                store, SystemClock(), build_policy(settings), settings,
+                account_sid=None, from_raw=from_, to_raw=to, body=body,
+            )  # fmt: skip
+        except TwilioError as exc:
+            raise ConfigError(exc.message) from None
+
+    message = _run(settings, receive)
+    if as_json:
+        click.echo(json.dumps({"sid": message.sid, "account_sid": message.account_sid, "from": message.from_,
+                               "to": message.to, "body": message.body, "status": message.status.value}))  # fmt: skip
+    else:
+        click.echo(f"{message.sid}  {message.from_} -> {message.to}  received")
 
 
 def main(argv: list[str] | None = None) -> None:

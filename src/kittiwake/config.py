@@ -56,6 +56,20 @@ class SimulatorSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class InboundSettings:
+    """How inbound messages reach the app and what Kittiwake answers on its own."""
+
+    help_reply: str = "Reply STOP to unsubscribe. Msg&Data rates may apply."
+    webhook_timeout: float = 15.0
+    max_redirects: int = 10
+    max_replies: int = 10
+    # Loop protection (Twilio error 14107): more than `loop_limit` replies between the same two numbers
+    # within `loop_window` seconds fail for the next `loop_window` seconds.
+    loop_limit: int = 30
+    loop_window: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class CallbackSettings:
     timeout: float = 15.0
     give_up_after: float = 86400.0
@@ -85,6 +99,7 @@ class Settings:
     pacing: PacingSettings = field(default_factory=PacingSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
+    inbound: InboundSettings = field(default_factory=InboundSettings)
 
     @property
     def database_path(self) -> Path:
@@ -111,7 +126,7 @@ def load_config(path: Path, base: Settings) -> Settings:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
-    unknown = set(data) - {"pacing", "simulator", "callbacks"}
+    unknown = set(data) - {"pacing", "simulator", "callbacks", "inbound"}
     if unknown:
         raise ConfigError(f"config {path}: unknown table(s) {', '.join(sorted(unknown))}")
     settings = base
@@ -121,7 +136,19 @@ def load_config(path: Path, base: Settings) -> Settings:
         settings = replace(settings, simulator=_simulator(_table(data, "simulator")))
     if "callbacks" in data:
         settings = replace(settings, callbacks=_callbacks(_table(data, "callbacks")))
+    if "inbound" in data:
+        settings = replace(settings, inbound=_inbound(_table(data, "inbound")))
     return settings
+
+
+def _inbound(data: dict[str, Any]) -> InboundSettings:
+    _known("inbound", data, {"help_reply", "webhook_timeout"})
+    d = InboundSettings()
+    help_reply = data.get("help_reply", d.help_reply)
+    if not isinstance(help_reply, str) or not help_reply or len(help_reply) > 1600:
+        raise ConfigError("config: inbound.help_reply must be a text of 1 to 1600 characters")
+    timeout = _positive("inbound", "webhook_timeout", data.get("webhook_timeout", d.webhook_timeout))
+    return replace(d, help_reply=help_reply, webhook_timeout=timeout)
 
 
 def _table(data: Mapping[str, Any], name: str) -> dict[str, Any]:

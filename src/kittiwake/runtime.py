@@ -24,6 +24,7 @@ from kittiwake.clock import Clock, SystemClock
 from kittiwake.config import Settings
 from kittiwake.dispatch.dispatcher import Dispatcher
 from kittiwake.domain import NumberKind
+from kittiwake.inbound.worker import InboundWorker
 from kittiwake.models import Account
 from kittiwake.pacing import RatePolicy
 from kittiwake.store.base import FullStore, Store
@@ -140,8 +141,11 @@ class Gateway:
             carrier = SimulatedCarrier(store, self.clock, settings.simulator)
             dispatcher = Dispatcher(store, carrier, self.clock, policy, on_callbacks=outbox.wake)
             store.add_queue_listener(dispatcher.notify)
+            inbound = InboundWorker(store, self.clock, policy, settings)
+            store.add_inbound_listener(inbound.wake)
             await dispatcher.start()
             outbox_task = asyncio.create_task(outbox.run())
+            inbound_task = asyncio.create_task(inbound.run())
             self.dispatcher, self.outbox = dispatcher, outbox
             app = create_app(ApiContext(store=store, settings=settings, clock=self.clock, policy=policy))
             config = uvicorn.Config(
@@ -168,6 +172,8 @@ class Gateway:
                 self.ready.set()
             await task
             # The API has stopped taking requests: finish or park in-flight submissions, then callbacks.
+            inbound.stop()
+            await inbound_task
             await dispatcher.stop()
             await outbox.aclose()
             await outbox_task

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from support import ServeProcess, run_cli
+from support import CallbackReceiver, ServeProcess, run_cli
 
 
 def test_accounts_create_and_list(tmp_path: Path) -> None:
@@ -98,3 +98,21 @@ def test_data_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     )
     assert result.returncode == 0, result.stderr
     assert (env_dir / "kittiwake.sqlite3").exists()
+
+
+def test_sim_send_reaches_the_running_gateways_webhook(serve_process: ServeProcess, receiver: CallbackReceiver) -> None:
+    gw = serve_process.gateway
+    url = receiver.answer("/in", "<Response><Message>pong</Message></Response>")
+    run_cli("numbers", "add", "--account", gw.account_sid, "+14158141829", "--sms-url", url, data_dir=gw.data_dir)
+    sent = json.loads(
+        run_cli(
+            "sim", "send", "--from", "+14159352345", "--to", "+14158141829", "--body", "ping", "--json",
+            data_dir=gw.data_dir,
+        ).stdout
+    )  # fmt: skip
+    assert sent["sid"].startswith("SM") and sent["status"] == "received"
+    [request] = receiver.wait_for(1, MessageSid=sent["sid"])
+    assert request.params["Body"] == "ping"
+    bad = run_cli("sim", "send", "--from", "+14159352345", "--to", "+14150000000", "--body", "x", data_dir=gw.data_dir,
+                  check=False)  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.startswith("kittiwake: error:")

@@ -87,6 +87,7 @@ def _routes() -> list[Route]:
         r(f"{ACCOUNT}/Applications/{{sid:sid}}", applications.delete_application, ["DELETE"]),
         Route("/sim/messages", sim.list_sim_messages, methods=["GET"]),
         Route("/sim/messages", sim.clear_sim_messages, methods=["DELETE"]),
+        Route("/sim/inbound", sim.receive_inbound, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]

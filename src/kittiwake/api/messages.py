@@ -99,6 +99,8 @@ async def _create(request: Request, *, legacy: bool) -> Response:
     magic = MAGIC_TO_ERRORS.get(to)
     if magic is not None:
         raise TwilioError.of(magic, value=to)
+    if await ctx.store.is_opted_out(sender.phone_number, to):
+        raise TwilioError.of(21610)
     status_callback = _require_url(form.get("StatusCallback"))
     application = await _application(request, account.sid, form.get("ApplicationSid"))
     validity = _validity(form.get("ValidityPeriod")) if not legacy else MAX_VALIDITY

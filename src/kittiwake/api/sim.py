@@ -12,8 +12,11 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from kittiwake.api.http import JSON_TYPE, authenticate, context
+from kittiwake.api.http import JSON_TYPE, authenticate, context, read_form, render
 from kittiwake.api.messages import unmangle_plus
+from kittiwake.api.representations import message_dict
+from kittiwake.errors import TwilioError
+from kittiwake.receiving import receive_sms
 from kittiwake.store.base import SimRecord
 
 
@@ -43,6 +46,23 @@ async def list_sim_messages(request: Request) -> Response:
     to = unmangle_plus(query["To"]).strip() if query.get("To") else None
     found = await context(request).store.list_sim_submissions(account.sid, from_, to, limit=1_000_000)
     return Response(orjson.dumps({"messages": [_record(r) for r in found]}), media_type=JSON_TYPE)
+
+
+async def receive_inbound(request: Request) -> Response:
+    """A simulated handset sends an SMS (form From, To, Body) to one of the caller's numbers: 201 + Message."""
+    account = await authenticate(request)
+    ctx = context(request)
+    form = await read_form(request, ctx.settings.max_request_bytes)
+    from_raw, to_raw = unmangle_plus(form.get("From") or ""), unmangle_plus(form.get("To") or "")
+    if not to_raw:
+        raise TwilioError.of(21604)
+    if not from_raw:
+        raise TwilioError.of(21603)
+    message = await receive_sms(
+        ctx.store, ctx.clock, ctx.policy, ctx.settings,
+        account_sid=account.sid, from_raw=from_raw, to_raw=to_raw, body=form.get("Body") or "",
+    )  # fmt: skip
+    return render("json", 201, "Message", message_dict(message, "json"))
 
 
 async def clear_sim_messages(request: Request) -> Response:

@@ -7,6 +7,7 @@ transaction has committed, so an acknowledged create is durable.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
@@ -115,6 +116,13 @@ class Store(Protocol):
     async def delete_message(self, account_sid: str, sid: str) -> bool: ...
 
 
+class OptChange(enum.Enum):
+    """What an inbound keyword does to the handset's subscription to our number."""
+
+    OUT = "out"
+    IN = "in"
+
+
 class QueueFull(Exception):
     """The sender's queue already holds its maximum backlog (Twilio error 21611)."""
 
@@ -198,5 +206,23 @@ class DeliveryStore(Protocol):
     async def clear_sim_submissions(self, account_sid: str) -> int: ...
 
 
-class FullStore(Store, DeliveryStore, Protocol):
+class InboundStore(Protocol):
+    """What the inbound flow needs: receive, the webhook job queue, opt-outs, and replies."""
+
+    async def receive_message(self, message: Message, opt: OptChange | None, *, webhook: bool) -> Message: ...
+    def add_inbound_listener(self, listener: Callable[[], None]) -> None: ...
+    async def claim_inbound(self, now: int, limit: int, lease_until: int) -> list[tuple[int, Message]]: ...
+    async def inbound_finished(self, job_id: int, now: int) -> None: ...
+    async def is_opted_out(self, sender: str, handset: str) -> bool: ...
+    async def add_message(self, message: Message) -> Message: ...
+    async def enqueue_message(self, message: Message, queue_cap_segments: int | None) -> Message: ...
+    async def find_number(self, phone_number: str) -> PhoneNumber | None: ...
+    async def get_application(self, account_sid: str, sid: str) -> Application | None: ...
+    async def auth_token(self, account_sid: str) -> str | None: ...
+    async def apply_transitions(
+        self, transitions: Sequence[Transition], now: int, sender_tat: tuple[str, int] | None = None
+    ) -> list[bool]: ...
+
+
+class FullStore(Store, DeliveryStore, InboundStore, Protocol):
     """A store engine implements both halves."""

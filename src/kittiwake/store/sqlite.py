@@ -26,6 +26,7 @@ from kittiwake.store.base import (
 )
 from kittiwake.store.migrations import migrations_for
 from kittiwake.store.sqlite_delivery import SqliteDeliveryMixin
+from kittiwake.store.sqlite_inbound import SqliteInboundMixin
 from kittiwake.store.sqlite_writer import GroupCommitWriter, connect
 
 T = TypeVar("T")
@@ -71,7 +72,7 @@ def apply_migrations(conn: sqlite3.Connection) -> list[int]:
     return applied
 
 
-class SqliteStore(SqliteDeliveryMixin):
+class SqliteStore(SqliteDeliveryMixin, SqliteInboundMixin):
     """Kittiwake's data in one SQLite file (WAL) inside the data directory."""
 
     def __init__(self, path: Path, *, synchronous: str = "FULL", max_batch: int = 512) -> None:
@@ -80,6 +81,7 @@ class SqliteStore(SqliteDeliveryMixin):
         self.writer = GroupCommitWriter(path, synchronous=synchronous, max_batch=max_batch)
         self._reader: sqlite3.Connection | None = None
         self.queue_listeners = []
+        self.inbound_listeners = []
         # Every API request authenticates an account and every create looks up its sender: keep the
         # rows found for a moment. Only found rows are kept (a row another process just added is seen at
         # once) and this process's own updates and deletes drop them; other processes only add rows.
