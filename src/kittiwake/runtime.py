@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import signal
 import sys
 import threading
@@ -24,6 +26,7 @@ from kittiwake.clock import Clock, SystemClock
 from kittiwake.config import Settings
 from kittiwake.dispatch.dispatcher import Dispatcher
 from kittiwake.domain import NumberKind
+from kittiwake.errors import ConfigError
 from kittiwake.inbound.worker import InboundWorker
 from kittiwake.models import Account
 from kittiwake.pacing import RatePolicy
@@ -91,6 +94,22 @@ class _Server(uvicorn.Server):
         yield
 
 
+@contextlib.contextmanager
+def serve_lock(settings: Settings) -> Iterator[None]:
+    """One ``serve`` per SQLite data directory: a second one would pace the same senders twice."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.data_dir / "serve.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another kittiwake serve is already running on {settings.data_dir}") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+
+
 class Gateway:
     """One Kittiwake process: every role, until :meth:`request_stop`, SIGINT or SIGTERM.
 
@@ -122,11 +141,15 @@ class Gateway:
             loop.add_signal_handler(signum, self.request_stop)
 
     async def run(self) -> None:
+        settings, out = self.settings, self.out
+        with serve_lock(settings):
+            await self._serve(settings, out)
+
+    async def _serve(self, settings: Settings, out: TextIO) -> None:
         # Imported here so the CLI's data commands do not load the web stack.
         from kittiwake.api.app import create_app
         from kittiwake.api.http import ApiContext
 
-        settings, out = self.settings, self.out
         async with opened_store(settings) as store:
             out.write(f"Kittiwake {__version__}: data in {settings.data_dir}\n")
             self.first_account = await ensure_first_account(store, self.clock)

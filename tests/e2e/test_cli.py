@@ -116,3 +116,9 @@ def test_sim_send_reaches_the_running_gateways_webhook(serve_process: ServeProce
     bad = run_cli("sim", "send", "--from", "+14159352345", "--to", "+14150000000", "--body", "x", data_dir=gw.data_dir,
                   check=False)  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.startswith("kittiwake: error:")
+
+
+def test_second_serve_on_the_same_data_dir_is_refused(serve_process: ServeProcess) -> None:
+    result = run_cli("serve", "--port", "0", data_dir=serve_process.gateway.data_dir, check=False)
+    assert result.returncode == 2
+    assert "already running" in result.stderr and len(result.stderr.strip().splitlines()) == 1

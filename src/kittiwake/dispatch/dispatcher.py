@@ -17,6 +17,9 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -52,6 +55,11 @@ class Dispatcher:
     # A fast sender (a short code) claims up to this many seconds of its rate at once.
     BATCH_SECONDS = 0.25
     MAX_BATCH = 200
+    # A dispatcher paces a sender only while it holds the sender's lease (several dispatchers can share one
+    # database); leases are renewed well before they end, and a dead dispatcher's leases lapse after this.
+    LEASE_SECONDS = 5.0
+    # After the carrier could not take a submission, the sender waits this long before trying again.
+    CARRIER_RETRY_SECONDS = 1.0
 
     def __init__(
         self,
@@ -72,6 +80,9 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._kinds: dict[str, str] = {}
         self._notified_in_flight: set[str] = set()
+        self.owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        # Senders whose lease this dispatcher holds, with the monotonic instant it ends.
+        self._held: dict[str, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._loops: list[asyncio.Task[None]] = []
@@ -84,8 +95,12 @@ class Dispatcher:
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        self.requeued_at_start = await self._store.recover_in_flight()
+    async def start(self, *, sole_dispatcher: bool = True) -> None:
+        """Start pacing. ``sole_dispatcher`` (SQLite: one serve per data directory) re-drives everything a
+        previous run left in flight at once; with several dispatchers that happens per sender, when a
+        dispatcher takes over a lapsed lease."""
+        if sole_dispatcher:
+            self.requeued_at_start = await self._store.recover_in_flight()
         if self.requeued_at_start:
             log.warning("re-driving %d messages left in flight by the previous run", self.requeued_at_start)
         await self._load_senders()
@@ -103,6 +118,10 @@ class Dispatcher:
                 await task
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._held:  # hand the senders over at once instead of when the leases lapse
+            with contextlib.suppress(Exception):
+                await self._store.release_senders(self.owner, [(s, self._tat_wall(s)) for s in self._held])
+            self._held.clear()
         await self._carrier.stop()
 
     def notify(self, sender: str) -> None:
@@ -119,12 +138,60 @@ class Dispatcher:
     # -- the loop ------------------------------------------------------------------------------------
 
     async def _load_senders(self) -> None:
-        now_mono, now_wall = self._clock.monotonic(), self._clock.now_micros()
-        for sender, tat_wall in await self._store.senders_with_work():
+        """Lease every sender with queued work that no other dispatcher holds, and schedule it."""
+        waiting = [
+            sender
+            for sender, _ in await self._store.senders_with_work()
+            if sender not in self._held and not self._scheduler.is_in_flight(sender)
+        ]
+        for sender, tat_wall in (await self._acquire(waiting)).items():
             await self._kind(sender)
-            if tat_wall > now_wall:
-                self._scheduler.set_tat(sender, now_mono + (tat_wall - now_wall) / 1_000_000)
-            self._scheduler.mark_ready(sender, self._rate(sender), now_mono)
+            self._restore_tat(sender, tat_wall)
+            self._scheduler.mark_ready(sender, self._rate(sender), self._clock.monotonic())
+        if waiting:
+            self._wake.set()
+
+    async def _acquire(self, senders: list[str]) -> dict[str, int]:
+        if not senders:
+            return {}
+        now_mono, now_wall = self._clock.monotonic(), self._clock.now_micros()
+        until = now_wall + round(self.LEASE_SECONDS * 1_000_000)
+        acquired = await self._store.acquire_senders(self.owner, senders, now_wall, until)
+        for sender in acquired:
+            self._held[sender] = now_mono + self.LEASE_SECONDS
+        return acquired
+
+    def _restore_tat(self, sender: str, tat_wall: int) -> None:
+        """Adopt the persisted tat (wall clock) when it is later than what this process knows."""
+        now_mono, now_wall = self._clock.monotonic(), self._clock.now_micros()
+        if tat_wall > now_wall:
+            tat = now_mono + (tat_wall - now_wall) / 1_000_000
+            known = self._scheduler.tat(sender)
+            if known is None or tat > known:
+                self._scheduler.set_tat(sender, tat)
+
+    def _tat_wall(self, sender: str) -> int:
+        tat = self._scheduler.tat(sender)
+        now_mono, now_wall = self._clock.monotonic(), self._clock.now_micros()
+        return now_wall + round(((tat if tat is not None else now_mono) - now_mono) * 1_000_000)
+
+    async def _maintain_leases(self) -> None:
+        """Renew the leases of senders with work; release those of idle senders (persisting their tat)."""
+        now = self._clock.monotonic()
+        busy = [s for s in self._held if self._scheduler.is_scheduled(s) or self._scheduler.is_in_flight(s)]
+        idle = [s for s in self._held if s not in busy]
+        if idle:
+            await self._store.release_senders(self.owner, [(s, self._tat_wall(s)) for s in idle])
+            for sender in idle:
+                del self._held[sender]
+        due = [s for s in busy if self._held[s] - now < self.LEASE_SECONDS * 0.6]
+        renewed = await self._acquire(due)
+        for sender in due:
+            if sender not in renewed:  # another dispatcher has it now: stop pacing it here
+                log.warning("lost the lease on %s", sender)
+                self._held.pop(sender, None)
+                if not self._scheduler.is_in_flight(sender):
+                    self._scheduler.mark_idle(sender)
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -150,9 +217,8 @@ class Dispatcher:
         while not self._stopping:
             await asyncio.sleep(self._poll_interval)
             try:
-                for sender, _ in await self._store.senders_with_work():
-                    await self._kind(sender)
-                    self.notify(sender)
+                await self._maintain_leases()
+                await self._load_senders()
                 await self._expire_queued()
                 self._scheduler.prune(self._clock.monotonic())
             except Exception:
@@ -165,7 +231,18 @@ class Dispatcher:
         limit = max(1, min(self.MAX_BATCH, int(rate.segments_per_second * self.BATCH_SECONDS)))
         self._notified_in_flight.discard(sender)
         try:
-            batch = await self._store.claim_queued(sender, limit, self._clock.now_micros())
+            if not self._lease_ok(sender):
+                acquired = await self._acquire([sender])
+                if sender not in acquired:  # another dispatcher paces this sender
+                    self._scheduler.mark_idle(sender)
+                    return
+                self._restore_tat(sender, acquired[sender])
+                if self._scheduler.earliest(sender, self._clock.monotonic()) > due:
+                    self._scheduler.reschedule(sender, rate, self._clock.monotonic())
+                    self._wake.set()
+                    return
+            interval_micros = round(rate.interval * 1_000_000)
+            batch = await self._store.claim_queued(sender, limit, self._clock.now_micros(), self.owner, interval_micros)
         except Exception:
             log.exception("claim for %s failed; retrying in %.1f s", sender, self._poll_interval)
             self._scheduler.reschedule(sender, rate, self._clock.monotonic() + self._poll_interval)
@@ -188,11 +265,20 @@ class Dispatcher:
                 continue
             earliest = self._scheduler.earliest(sender, self._clock.monotonic())
             await self._sleep_until(earliest)
-            if not await self._submit(sender, message, rate, max(due, earliest)):
+            if not self._lease_ok(sender):  # never submit for a sender another dispatcher may have taken
                 await self._park(batch[index:])
                 break
+            if not await self._submit(sender, message, rate, max(due, earliest)):
+                await self._park(batch[index:])
+                self._scheduler.reschedule(sender, rate, self._clock.monotonic() + self.CARRIER_RETRY_SECONDS)
+                self._wake.set()
+                return
         self._scheduler.reschedule(sender, rate, self._clock.monotonic())
         self._wake.set()
+
+    def _lease_ok(self, sender: str) -> bool:
+        """True while this dispatcher's lease on ``sender`` has a safe margin left."""
+        return self._held.get(sender, 0.0) - self._clock.monotonic() > self.LEASE_SECONDS * 0.2
 
     async def _sleep_until(self, moment: float) -> None:
         delay = moment - self._clock.monotonic()

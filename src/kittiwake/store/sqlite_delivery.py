@@ -57,6 +57,18 @@ def _sim_from(row: Sequence[Any]) -> SimRecord:
     return SimRecord(*row[:12])
 
 
+def _requeue_in_flight(conn: sqlite3.Connection, sender: str) -> None:
+    """Messages of ``sender`` left ``sending`` by a previous lease holder go back to the queue."""
+    segments = conn.execute(
+        "SELECT COALESCE(SUM(num_segments), 0) FROM messages WHERE from_number = ? AND status = 'sending'", (sender,)
+    ).fetchone()[0]
+    if segments:
+        conn.execute("UPDATE messages SET status = 'queued' WHERE from_number = ? AND status = 'sending'", (sender,))
+        conn.execute(
+            "UPDATE senders SET queued_segments = queued_segments + ? WHERE phone_number = ?", (segments, sender)
+        )
+
+
 class SqliteDeliveryMixin:
     writer: GroupCommitWriter
     queue_listeners: list[Callable[[str], None]]
@@ -98,14 +110,23 @@ class SqliteDeliveryMixin:
         """Every sender with a queued backlog, and its persisted tat (epoch microseconds)."""
         return [(r[0], r[1]) for r in self._query("SELECT phone_number, tat FROM senders WHERE queued_segments > 0")]
 
-    async def claim_queued(self, sender: str, limit: int, now: int) -> list[Message]:
+    async def claim_queued(
+        self, sender: str, limit: int, now: int, owner: str, interval_micros: int = 0
+    ) -> list[Message]:
         """Move the sender's oldest ``limit`` queued messages to ``sending`` and return them, oldest first.
 
-        One indexed range read on (from_number, seq) among queued rows: the cost does not grow with the
-        depth of the queue.
+        Only for the holder of the sender's lease (``owner``); anyone else gets nothing. The claimed
+        segments are reserved in the sender's tat (``interval_micros`` per segment), so a dispatcher that
+        takes the sender over never submits inside time this claim may still use. One indexed range read
+        on (from_number, seq) among queued rows: the cost does not grow with the depth of the queue.
         """
 
         def op(conn: sqlite3.Connection) -> list[Message]:
+            held = conn.execute(
+                "SELECT tat FROM senders WHERE phone_number = ? AND lease_owner = ?", (sender, owner)
+            ).fetchone()
+            if held is None:
+                return []
             found = conn.execute(
                 f"{_SELECT_MESSAGE} WHERE from_number = ? AND status = 'queued' ORDER BY seq LIMIT ?", (sender, limit)
             ).fetchall()
@@ -117,13 +138,53 @@ class SqliteDeliveryMixin:
                 "UPDATE messages SET status = 'sending', date_updated = ? WHERE seq = ?",
                 [(now, m.seq) for m in claimed],
             )
+            segments = sum(m.num_segments for m in claimed)
+            reserved = max(now, held[0]) + segments * interval_micros
             conn.execute(
-                "UPDATE senders SET queued_segments = MAX(0, queued_segments - ?) WHERE phone_number = ?",
-                (sum(m.num_segments for m in claimed), sender),
+                "UPDATE senders SET queued_segments = MAX(0, queued_segments - ?), tat = ? WHERE phone_number = ?",
+                (segments, reserved, sender),
             )
             return claimed
 
         return await self.writer.submit(op)
+
+    async def acquire_senders(self, owner: str, senders: Sequence[str], now: int, lease_until: int) -> dict[str, int]:
+        """Take or renew the lease on each sender that is free, expired or already ours; their tats.
+
+        Taking a sender over from another (dead or stopped) dispatcher re-drives the messages it left in
+        ``sending``: back to the queue, in their original order (a possible duplicate if one was on the wire).
+        """
+
+        def op(conn: sqlite3.Connection) -> dict[str, int]:
+            acquired: dict[str, int] = {}
+            for sender in senders:
+                row = conn.execute(
+                    "SELECT lease_owner, lease_expires, tat FROM senders WHERE phone_number = ?", (sender,)
+                ).fetchone()
+                if row is None or (row[0] not in (None, owner) and (row[1] or 0) >= now):
+                    continue
+                conn.execute(
+                    "UPDATE senders SET lease_owner = ?, lease_expires = ? WHERE phone_number = ?",
+                    (owner, lease_until, sender),
+                )
+                if row[0] != owner:
+                    _requeue_in_flight(conn, sender)
+                acquired[sender] = row[2]
+            return acquired
+
+        return await self.writer.submit(op)
+
+    async def release_senders(self, owner: str, senders: Sequence[tuple[str, int]]) -> None:
+        """Give up the leases on idle senders, persisting each one's tat (never moving it backwards)."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE senders SET lease_owner = NULL, lease_expires = NULL, tat = MAX(tat, ?) "
+                "WHERE phone_number = ? AND lease_owner = ?",
+                [(tat, sender, owner) for sender, tat in senders],
+            )
+
+        await self.writer.submit(op)
 
     async def apply_transitions(
         self, transitions: Sequence[Transition], now: int, sender_tat: tuple[str, int] | None = None
@@ -152,17 +213,21 @@ class SqliteDeliveryMixin:
                     )
                 applied.append(bool(changed))
             if sender_tat is not None:
-                conn.execute("UPDATE senders SET tat = ? WHERE phone_number = ?", (sender_tat[1], sender_tat[0]))
+                conn.execute(
+                    "UPDATE senders SET tat = MAX(tat, ?) WHERE phone_number = ?", (sender_tat[1], sender_tat[0])
+                )
             return applied
 
         return await self.writer.submit(op)
 
     async def recover_in_flight(self) -> int:
-        """At start-up: messages left ``sending`` by a stopped or killed process go back to the queue
-        (re-driven in their original order), and every sender's backlog counter is recounted."""
+        """At start-up of the only dispatcher on this database (SQLite: one serve per data directory):
+        every lease is stale, messages left ``sending`` go back to the queue in their original order, and
+        every sender's backlog counter is recounted."""
 
         def op(conn: sqlite3.Connection) -> int:
             requeued = conn.execute("UPDATE messages SET status = 'queued' WHERE status = 'sending'").rowcount
+            conn.execute("UPDATE senders SET lease_owner = NULL, lease_expires = NULL WHERE lease_owner IS NOT NULL")
             conn.execute("UPDATE senders SET queued_segments = 0 WHERE queued_segments <> 0")
             conn.execute(
                 "INSERT INTO senders (phone_number, queued_segments) "
