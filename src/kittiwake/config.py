@@ -56,6 +56,42 @@ class SimulatorSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CarrierSettings:
+    """One ``[[carriers]]`` table: a simulated carrier, or an SMPP 3.4 bind to a real SMSC."""
+
+    name: str
+    type: str  # "smpp" or "simulator"
+    host: str = "127.0.0.1"
+    port: int = 2775
+    system_id: str = ""
+    password: str = ""
+    system_type: str = ""
+    bind_mode: str = "transceiver"  # or "transmitter_receiver": two binds
+    window: int = 10  # submit_sm awaiting their response at once
+    max_submits_per_second: float = 0.0  # 0: no limit of the bind's own
+    enquire_link_interval: float = 30.0
+    response_timeout: float = 10.0
+    reconnect_min: float = 1.0
+    reconnect_max: float = 30.0
+    source_ton: int = 1
+    source_npi: int = 1
+    dest_ton: int = 1
+    dest_npi: int = 1
+    registered_delivery: int = 1
+    concat: str = "udh"  # or "sar": how the parts of a long message are tied together
+    default: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSettings:
+    """One ``[[routes]]`` table: traffic to a destination prefix and/or from a sender goes to ``carrier``."""
+
+    carrier: str
+    prefix: str | None = None
+    sender: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class InboundSettings:
     """How inbound messages reach the app and what Kittiwake answers on its own."""
 
@@ -100,6 +136,8 @@ class Settings:
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     inbound: InboundSettings = field(default_factory=InboundSettings)
+    carriers: tuple[CarrierSettings, ...] = ()
+    routes: tuple[RouteSettings, ...] = ()
 
     @property
     def database_path(self) -> Path:
@@ -126,7 +164,7 @@ def load_config(path: Path, base: Settings) -> Settings:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
-    unknown = set(data) - {"pacing", "simulator", "callbacks", "inbound"}
+    unknown = set(data) - {"pacing", "simulator", "callbacks", "inbound", "carriers", "routes"}
     if unknown:
         raise ConfigError(f"config {path}: unknown table(s) {', '.join(sorted(unknown))}")
     settings = base
@@ -138,7 +176,79 @@ def load_config(path: Path, base: Settings) -> Settings:
         settings = replace(settings, callbacks=_callbacks(_table(data, "callbacks")))
     if "inbound" in data:
         settings = replace(settings, inbound=_inbound(_table(data, "inbound")))
+    if "carriers" in data or "routes" in data:
+        carriers = tuple(_carrier(raw) for raw in _array(data, "carriers"))
+        routes = tuple(_route(raw) for raw in _array(data, "routes"))
+        _check_carriers(carriers, routes)
+        settings = replace(settings, carriers=carriers, routes=routes)
     return settings
+
+
+def _array(data: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
+    value = data.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ConfigError(f"config: {name} must be an array of tables ([[{name}]])")
+    return value
+
+
+_CARRIER_FIELDS = {f for f in CarrierSettings.__dataclass_fields__}
+
+
+def _carrier(raw: dict[str, Any]) -> CarrierSettings:
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError("config: every [[carriers]] table needs a name")
+    _known(f"carriers {name}", raw, _CARRIER_FIELDS)
+    kind = raw.get("type")
+    if kind not in ("smpp", "simulator"):
+        raise ConfigError(f'config: carrier {name}: type must be "smpp" or "simulator"')
+    defaults = CarrierSettings(name=name, type=str(kind))
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        expected = type(getattr(defaults, key))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ConfigError(f"config: carrier {name}: {key} must be a {expected.__name__}, got {value!r}")
+        values[key] = value
+    carrier = replace(defaults, **values)
+    if carrier.type == "smpp":
+        if not carrier.system_id or not carrier.host:
+            raise ConfigError(f"config: carrier {name}: an SMPP carrier needs host, port, system_id and password")
+        if len(carrier.system_id) > 15 or len(carrier.password) > 8 or len(carrier.system_type) > 12:
+            # SMPP 3.4 §5.2.1: system_id 16, password 9, system_type 13 octets, each with its NUL.
+            raise ConfigError(f"config: carrier {name}: system_id <= 15, password <= 8, system_type <= 12 characters")
+    if carrier.bind_mode not in ("transceiver", "transmitter_receiver"):
+        raise ConfigError(f"config: carrier {name}: bind_mode must be transceiver or transmitter_receiver")
+    if carrier.concat not in ("udh", "sar"):
+        raise ConfigError(f"config: carrier {name}: concat must be udh or sar")
+    if carrier.window < 1 or not 0 < carrier.port < 65536:
+        raise ConfigError(f"config: carrier {name}: window must be >= 1 and port 1..65535")
+    return carrier
+
+
+def _route(raw: dict[str, Any]) -> RouteSettings:
+    _known("routes", raw, {"carrier", "prefix", "from"})
+    carrier, prefix, sender = raw.get("carrier"), raw.get("prefix"), raw.get("from")
+    if not isinstance(carrier, str) or not carrier:
+        raise ConfigError("config: every [[routes]] table names a carrier")
+    for key, value in (("prefix", prefix), ("from", sender)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(f"config: route to {carrier}: {key} must be a non-empty string")
+    if prefix is None and sender is None:
+        raise ConfigError(f"config: route to {carrier}: give a destination prefix, a from (sender), or both")
+    return RouteSettings(carrier, prefix, sender)
+
+
+def _check_carriers(carriers: tuple[CarrierSettings, ...], routes: tuple[RouteSettings, ...]) -> None:
+    names = [c.name for c in carriers]
+    if len(set(names)) != len(names):
+        raise ConfigError("config: carrier names must be unique")
+    if sum(c.default for c in carriers) > 1:
+        raise ConfigError("config: at most one carrier can be the default")
+    for route in routes:
+        if route.carrier not in names:
+            raise ConfigError(f"config: a route names carrier {route.carrier!r}, which is not configured")
 
 
 def _inbound(data: dict[str, Any]) -> InboundSettings:

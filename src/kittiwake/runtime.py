@@ -21,15 +21,18 @@ from typing import TextIO
 import uvicorn
 
 from kittiwake import __version__, provisioning
+from kittiwake.carriers.base import Carrier, MobileOriginated
+from kittiwake.carriers.routing import RoutingCarrier
 from kittiwake.carriers.simulator import SimulatedCarrier
 from kittiwake.clock import Clock, SystemClock
 from kittiwake.config import Settings
 from kittiwake.dispatch.dispatcher import Dispatcher
 from kittiwake.domain import NumberKind
-from kittiwake.errors import ConfigError
+from kittiwake.errors import ConfigError, TwilioError
 from kittiwake.inbound.worker import InboundWorker
 from kittiwake.models import Account
 from kittiwake.pacing import RatePolicy
+from kittiwake.receiving import receive_sms
 from kittiwake.store.base import FullStore, Store
 from kittiwake.store.sqlite import SqliteStore
 from kittiwake.webhooks.outbox import OutboxSettings, OutboxWorker
@@ -56,6 +59,24 @@ def build_outbox_settings(settings: Settings) -> OutboxSettings:
         backoff_cap_seconds=cb.backoff_cap,
         per_host_concurrency=cb.per_host_concurrency,
     )
+
+
+def build_carrier(settings: Settings, store: FullStore, clock: Clock) -> Carrier:
+    """The carrier (or router over carriers) the config describes; the simulator when none is."""
+    carriers: dict[str, Carrier] = {}
+    for config in settings.carriers:
+        if config.type == "simulator":
+            carriers[config.name] = SimulatedCarrier(store, clock, settings.simulator, name=config.name)
+        else:
+            from kittiwake.carriers.smpp import SmppCarrier
+
+            carriers[config.name] = SmppCarrier(config, store, clock)
+    if not carriers:
+        return SimulatedCarrier(store, clock, settings.simulator)
+    if len(carriers) == 1:
+        return next(iter(carriers.values()))
+    default = next((c.name for c in settings.carriers if c.default), settings.carriers[0].name)
+    return RoutingCarrier(carriers, settings.routes, default)
 
 
 def build_store(settings: Settings) -> FullStore:
@@ -161,8 +182,16 @@ class Gateway:
                 )
             policy = build_policy(settings)
             outbox = OutboxWorker(store, self.clock, build_outbox_settings(settings))
-            carrier = SimulatedCarrier(store, self.clock, settings.simulator)
-            dispatcher = Dispatcher(store, carrier, self.clock, policy, on_callbacks=outbox.wake)
+            carrier = build_carrier(settings, store, self.clock)
+
+            async def on_mo(mo: MobileOriginated) -> None:
+                try:
+                    await receive_sms(store, self.clock, policy, settings, account_sid=None,
+                                      from_raw=mo.from_, to_raw=mo.to, body=mo.body)  # fmt: skip
+                except TwilioError as exc:
+                    log.warning("inbound SMS from %s to %s dropped: %s", mo.from_, mo.to, exc.message)
+
+            dispatcher = Dispatcher(store, carrier, self.clock, policy, on_callbacks=outbox.wake, on_mo=on_mo)
             store.add_queue_listener(dispatcher.notify)
             inbound = InboundWorker(store, self.clock, policy, settings)
             store.add_inbound_listener(inbound.wake)

@@ -34,20 +34,39 @@ class SubmitResult:
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """A delivery receipt: the final fate of an accepted submission."""
+    """A delivery receipt: the final fate of an accepted submission.
+
+    A carrier that matched the receipt to a message itself (an SMPP carrier joining the receipts of a
+    message's parts) names it by ``message_sid``; otherwise ``carrier_message_id`` identifies it.
+    """
 
     carrier_message_id: str
     delivered: bool
     error_code: int | None = None
     error_message: str | None = None
+    message_sid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MobileOriginated:
+    """An SMS from a handset that a carrier received (reassembled when it came in parts)."""
+
+    from_: str
+    to: str
+    body: str
 
 
 ReceiptHandler = Callable[[Receipt], Awaitable[None]]
+MoHandler = Callable[[MobileOriginated], Awaitable[None]]
+
+
+class CarrierUnavailable(Exception):
+    """The carrier cannot take submissions now (no bind, throttled for too long): retry later."""
 
 
 class Carrier(Protocol):
     name: str
 
-    async def start(self, on_receipt: ReceiptHandler) -> None: ...
+    async def start(self, on_receipt: ReceiptHandler, on_mo: MoHandler | None = None) -> None: ...
     async def submit(self, submission: Submission) -> SubmitResult: ...
     async def stop(self) -> None: ...

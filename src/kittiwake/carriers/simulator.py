@@ -16,7 +16,7 @@ import secrets
 from dataclasses import replace
 from typing import Protocol
 
-from kittiwake.carriers.base import Receipt, ReceiptHandler, Submission, SubmitResult
+from kittiwake.carriers.base import MoHandler, Receipt, ReceiptHandler, Submission, SubmitResult
 from kittiwake.clock import Clock
 from kittiwake.config import SimRule, SimulatorSettings
 from kittiwake.store.base import SimRecord
@@ -52,7 +52,10 @@ def rule_for(rules: tuple[SimRule, ...], to: str) -> SimRule | None:
 class SimulatedCarrier:
     name = "simulator"
 
-    def __init__(self, store: SimulatorStore, clock: Clock, settings: SimulatorSettings) -> None:
+    def __init__(
+        self, store: SimulatorStore, clock: Clock, settings: SimulatorSettings, *, name: str = "simulator"
+    ) -> None:
+        self.name = name
         self._store = store
         self._clock = clock
         self._settings = settings
@@ -61,7 +64,7 @@ class SimulatedCarrier:
         self._tasks: set[asyncio.Task[None]] = set()
         self.submitted = 0
 
-    async def start(self, on_receipt: ReceiptHandler) -> None:
+    async def start(self, on_receipt: ReceiptHandler, on_mo: MoHandler | None = None) -> None:
         self._on_receipt = on_receipt
         for record in await self._store.pending_sim_receipts():
             self._schedule(record)
@@ -89,12 +92,25 @@ class SimulatedCarrier:
             error_code=error_code,
             receipt_due_at=None if outcome == "failed" else now + round(delay * 1_000_000),
         )
-        record_id = await self._store.record_sim_submission(record)
         self.submitted += 1
+        # The record is written in the background: pacing must not wait for the disk. Its receipt is
+        # scheduled once the row exists (a crash before that re-drives the message, which is not sent yet
+        # as far as the store knows, so the record never shows it twice).
+        task = asyncio.get_running_loop().create_task(self._record(record, outcome != "failed"))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         if outcome == "failed":
             return SubmitResult(False, carrier_id, error_code, ERROR_MESSAGES.get(error_code or 0, "Unknown error"))
-        self._schedule(replace(record, id=record_id))
         return SubmitResult(True, carrier_id)
+
+    async def _record(self, record: SimRecord, with_receipt: bool) -> None:
+        try:
+            record_id = await self._store.record_sim_submission(record)
+        except Exception:
+            log.exception("recording the simulated submission of %s failed", record.message_sid)
+            return
+        if with_receipt:
+            self._schedule(replace(record, id=record_id))
 
     def _schedule(self, record: SimRecord) -> None:
         due = record.receipt_due_at or 0

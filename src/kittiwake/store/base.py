@@ -156,6 +156,16 @@ class Transition:
 
 
 @dataclass(frozen=True, slots=True)
+class PartOutcome:
+    """A message's fate after one of its parts' receipts: delivered (all parts), undelivered (any), or
+    ``None`` while parts are still pending."""
+
+    message_sid: str
+    delivered: bool | None
+    error_code: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class SimRecord:
     """One submission the simulated carrier took (what ``GET /sim/messages`` lists)."""
 
@@ -181,7 +191,7 @@ class DeliveryStore(Protocol):
     async def senders_with_work(self) -> list[tuple[str, int]]: ...
     async def claim_queued(
         self, sender: str, limit: int, now: int, owner: str, interval_micros: int = 0
-    ) -> list[Message]: ...
+    ) -> list[Message] | None: ...
     async def acquire_senders(
         self, owner: str, senders: Sequence[str], now: int, lease_until: int
     ) -> dict[str, int]: ...
@@ -230,5 +240,14 @@ class InboundStore(Protocol):
     ) -> list[bool]: ...
 
 
-class FullStore(Store, DeliveryStore, InboundStore, Protocol):
+class CarrierStore(Protocol):
+    """What an SMPP carrier remembers: the SMSC's id for each part, and the receipts that match them."""
+
+    async def record_parts(self, carrier: str, message_sid: str, smsc_ids: Sequence[str], now: int) -> None: ...
+    async def part_receipt(
+        self, carrier: str, id_forms: Sequence[str], delivered: bool, error_code: int | None
+    ) -> PartOutcome | None: ...
+
+
+class FullStore(Store, DeliveryStore, InboundStore, CarrierStore, Protocol):
     """A store engine implements both halves."""

@@ -25,6 +25,7 @@ from kittiwake.store.base import (
     PageRequest,
 )
 from kittiwake.store.migrations import migrations_for
+from kittiwake.store.sqlite_carrier import SqliteCarrierMixin
 from kittiwake.store.sqlite_delivery import SqliteDeliveryMixin
 from kittiwake.store.sqlite_inbound import SqliteInboundMixin
 from kittiwake.store.sqlite_writer import GroupCommitWriter, connect
@@ -72,7 +73,7 @@ def apply_migrations(conn: sqlite3.Connection) -> list[int]:
     return applied
 
 
-class SqliteStore(SqliteDeliveryMixin, SqliteInboundMixin):
+class SqliteStore(SqliteDeliveryMixin, SqliteInboundMixin, SqliteCarrierMixin):
     """Kittiwake's data in one SQLite file (WAL) inside the data directory."""
 
     def __init__(self, path: Path, *, synchronous: str = "FULL", max_batch: int = 512) -> None:

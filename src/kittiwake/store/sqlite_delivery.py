@@ -112,21 +112,21 @@ class SqliteDeliveryMixin:
 
     async def claim_queued(
         self, sender: str, limit: int, now: int, owner: str, interval_micros: int = 0
-    ) -> list[Message]:
+    ) -> list[Message] | None:
         """Move the sender's oldest ``limit`` queued messages to ``sending`` and return them, oldest first.
 
-        Only for the holder of the sender's lease (``owner``); anyone else gets nothing. The claimed
+        Only for the holder of the sender's lease (``owner``); anyone else gets None. The claimed
         segments are reserved in the sender's tat (``interval_micros`` per segment), so a dispatcher that
         takes the sender over never submits inside time this claim may still use. One indexed range read
         on (from_number, seq) among queued rows: the cost does not grow with the depth of the queue.
         """
 
-        def op(conn: sqlite3.Connection) -> list[Message]:
+        def op(conn: sqlite3.Connection) -> list[Message] | None:
             held = conn.execute(
                 "SELECT tat FROM senders WHERE phone_number = ? AND lease_owner = ?", (sender, owner)
             ).fetchone()
             if held is None:
-                return []
+                return None
             found = conn.execute(
                 f"{_SELECT_MESSAGE} WHERE from_number = ? AND status = 'queued' ORDER BY seq LIMIT ?", (sender, limit)
             ).fetchall()
