@@ -12,6 +12,7 @@ import os
 import re
 import shlex
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -25,10 +26,22 @@ from pathlib import Path
 
 import aiohttp
 
+from kittiwake import provisioning
+from kittiwake.clock import SystemClock
+from kittiwake.domain import Direction, MessageStatus
+from kittiwake.models import Message
+from kittiwake.store import rows
+from kittiwake.store.sqlite import SqliteStore
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 KITTIWAKE = str(VENV_BIN / "kittiwake")
 API = "/2010-04-01/Accounts"
+INSERT_MESSAGE = (
+    f"INSERT INTO messages ({', '.join(rows.MESSAGE_COLUMNS[:-1])}) "
+    f"VALUES ({', '.join('?' * (len(rows.MESSAGE_COLUMNS) - 1))})"
+)
+CHUNK = 100_000
 
 
 def log(message: str) -> None:
@@ -65,8 +78,9 @@ class Server:
         return self.process.pid
 
     @property
-    def auth(self) -> aiohttp.BasicAuth:
-        return aiohttp.BasicAuth(self.account_sid, self.auth_token)
+    def headers(self) -> dict[str, str]:
+        """HTTP Basic auth as the account (aiohttp's ``auth=`` argument is deprecated)."""
+        return {"Authorization": aiohttp.BasicAuth(self.account_sid, self.auth_token).encode()}
 
     def url(self, rest: str) -> str:
         return f"{self.base_url}{API}/{self.account_sid}{rest}"
@@ -135,9 +149,11 @@ def _terminate(process: subprocess.Popen[str]) -> None:
 def stop_server(server: Server) -> None:
     """SIGTERM the server by its PID (SIGKILL after 30 s) and report anything it logged."""
     _terminate(server.process)
-    noisy = [line for line in server.output if "Traceback" in line or "ERROR" in line or "WARNING" in line]
+    output = list(server.output)
+    noisy = [i for i, line in enumerate(output) if "Traceback" in line or "ERROR" in line or "WARNING" in line]
     if noisy:
-        log(f"server {server.pid} logged {len(noisy)} warning/error line(s), first: {noisy[0].strip()}")
+        excerpt = "".join(output[noisy[0] : noisy[0] + 60])
+        log(f"server {server.pid} logged {len(noisy)} warning/error line(s); from the first:\n{excerpt}")
 
 
 @contextmanager
@@ -188,7 +204,7 @@ async def provision(server: Server, numbers: Sequence[str], concurrency: int = 1
         while queue:
             number = queue.pop()
             async with session.post(
-                server.url("/IncomingPhoneNumbers.json"), data={"PhoneNumber": number}, auth=server.auth
+                server.url("/IncomingPhoneNumbers.json"), data={"PhoneNumber": number}, headers=server.headers
             ) as response:
                 if response.status != 201:
                     failures.append(f"{number}: {response.status} {await response.text()}")
@@ -211,7 +227,7 @@ async def sim_messages(
     session: aiohttp.ClientSession, server: Server, from_: str | None = None
 ) -> list[dict[str, object]]:
     params = {"From": from_} if from_ else {}
-    async with session.get(f"{server.base_url}/sim/messages", params=params, auth=server.auth) as response:
+    async with session.get(f"{server.base_url}/sim/messages", params=params, headers=server.headers) as response:
         response.raise_for_status()
         data = await response.json()
     messages: list[dict[str, object]] = data["messages"]
@@ -252,6 +268,101 @@ def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     return "\n".join(out)
 
 
+def source_state() -> str:
+    """The commit measured, and whether src/ had uncommitted changes (others edit it concurrently)."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return "source state unknown"
+    return f"commit {head}" + (f" + {len(dirty)} uncommitted change(s) in src/" if dirty else "")
+
+
 def machine_note() -> str:
     load = os.getloadavg()[0]
-    return f"{os.cpu_count()} CPUs, load average {load:.2f} at the end, Python {sys.version.split()[0]}"
+    return (
+        f"{os.cpu_count()} CPUs, load average {load:.2f} at the end, Python {sys.version.split()[0]}, {source_state()}"
+    )
+
+
+class Database:
+    """A data directory built without HTTP: an account, numbers, and queued messages as raw INSERTs.
+
+    Rows are ``rows.message_row`` tuples (status ``queued``, one segment, 10-hour validity), and each sender's
+    ``senders.queued_segments`` grows in the same transaction, as ``enqueue_message`` does. Start the server
+    on it with ``start_server(data_dir, credentials=db.credentials)`` (a prepared directory prints none).
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.path = data_dir / "kittiwake.sqlite3"
+        self.account_sid = ""
+        self.auth_token = ""
+        self.made = 0
+
+    async def create(self, numbers: list[str]) -> None:
+        """Migrations, one account, and ``numbers`` provisioned to it (as long codes or toll-free)."""
+        store = SqliteStore(self.path)
+        await store.open()
+        try:
+            clock = SystemClock()
+            account = await provisioning.create_account(store, clock, "kittiwake bench")
+            self.account_sid, self.auth_token = account.sid, account.auth_token
+            for number in numbers:
+                await provisioning.provision_number(store, clock, account.sid, number)
+        finally:
+            await store.close()
+
+    def template(self, sender: str) -> Message:
+        now = time.time_ns() // 1000
+        validity = 36_000
+        return Message(
+            sid="", account_sid=self.account_sid, from_=sender, to="+14153000000", body="Kittiwake bench",
+            status=MessageStatus.QUEUED, direction=Direction.OUTBOUND_API, num_segments=1,
+            date_created=now, date_updated=now, validity_period=validity, expires_at=now + validity * 1_000_000,
+        )  # fmt: skip
+
+    @property
+    def credentials(self) -> tuple[str, str]:
+        return self.account_sid, self.auth_token
+
+    def add(self, sender: str, count: int) -> None:
+        """Insert ``count`` queued one-segment messages for ``sender`` and raise its backlog counter to match."""
+        base = list(rows.message_row(self.template(sender)))
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            conn.execute("PRAGMA synchronous = OFF")
+            done = 0
+            while done < count:
+                n = min(CHUNK, count - done)
+                batch = []
+                for i in range(self.made, self.made + n):
+                    base[0] = f"SM{i:032x}"
+                    batch.append(tuple(base))
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(INSERT_MESSAGE, batch)
+                conn.execute(
+                    "INSERT INTO senders (phone_number, queued_segments) VALUES (?, ?) ON CONFLICT (phone_number) "
+                    "DO UPDATE SET queued_segments = queued_segments + excluded.queued_segments",
+                    (sender, n),
+                )
+                conn.execute("COMMIT")
+                self.made += n
+                done += n
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+
+    def queued(self, sender: str) -> int:
+        conn = sqlite3.connect(self.path)
+        try:
+            found = conn.execute(
+                "SELECT count(*) FROM messages WHERE from_number = ? AND status IN ('queued', 'sending')", (sender,)
+            ).fetchone()
+            return int(found[0])
+        finally:
+            conn.close()
