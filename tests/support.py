@@ -6,6 +6,7 @@ import asyncio
 import io
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -75,11 +76,10 @@ class GatewayThread:
             raise self._error
 
 
-def run_cli(*args: str, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run ``kittiwake ARGS --data-dir DATA_DIR`` and return its result."""
-    result = subprocess.run(
-        [*KITTIWAKE, *args, "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=60, env=_env()
-    )
+def run_cli(*args: str, data_dir: Path | None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``kittiwake ARGS --data-dir DATA_DIR`` (no --data-dir when None) and return its result."""
+    where = ["--data-dir", str(data_dir)] if data_dir is not None else []
+    result = subprocess.run([*KITTIWAKE, *args, *where], capture_output=True, text=True, timeout=60, env=_env())
     if check and result.returncode != 0:
         raise AssertionError(f"kittiwake {' '.join(args)} failed ({result.returncode}): {result.stderr}")
     return result
@@ -100,8 +100,8 @@ class ServeProcess:
     output: list[str]
 
 
-def start_serve(data_dir: Path, *extra: str) -> ServeProcess:
-    """Start ``kittiwake serve --port 0`` and wait until it prints where it listens."""
+def start_serve(data_dir: Path, *extra: str, ready: str = "Listening on") -> ServeProcess:
+    """Start ``kittiwake serve --port 0`` and wait until it prints where it listens (or ``ready``)."""
     process = subprocess.Popen(
         [*KITTIWAKE, "serve", "--port", "0", "--data-dir", str(data_dir), *extra],
         stdout=subprocess.PIPE,
@@ -124,6 +124,8 @@ def start_serve(data_dir: Path, *extra: str) -> ServeProcess:
             token = match.group(1)
         if match := re.search(r"Listening on (http://\S+)", line):
             return ServeProcess(process, RunningGateway(match.group(1), sid or "", token or "", data_dir), lines)
+        if ready != "Listening on" and ready in line:
+            return ServeProcess(process, RunningGateway("", sid or "", token or "", data_dir), lines)
     process.kill()
     raise AssertionError("kittiwake serve did not start:\n" + "".join(lines))
 
@@ -225,3 +227,17 @@ class CallbackReceiver:
             if len(found) >= count or time.monotonic() > deadline:
                 return found
             time.sleep(0.02)
+
+
+def stop_process(started: ServeProcess, sig: int = signal.SIGTERM) -> int:
+    """Stop a started serve process (SIGTERM by default) and return its exit status."""
+    if started.process.poll() is None:
+        started.process.send_signal(sig)
+    try:
+        status = started.process.wait(30)
+    except subprocess.TimeoutExpired:
+        started.process.kill()
+        status = started.process.wait()
+    if started.process.stdout is not None:
+        started.process.stdout.close()
+    return status

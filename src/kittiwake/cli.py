@@ -18,7 +18,14 @@ import click
 
 from kittiwake import __version__, provisioning
 from kittiwake.clock import SystemClock
-from kittiwake.config import Settings, config_path_from_env, data_dir_from_env, load_config
+from kittiwake.config import (
+    Settings,
+    config_path_from_env,
+    data_dir_from_env,
+    database_url_from_env,
+    load_config,
+    parse_roles,
+)
 from kittiwake.domain import NumberKind, SidPrefix, is_sid, rfc2822
 from kittiwake.errors import ConfigError, TwilioError
 from kittiwake.models import Account, Message, PhoneNumber
@@ -35,10 +42,18 @@ data_dir_option = click.option(
     help="Data directory (default: $KITTIWAKE_DATA_DIR, else ./kittiwake-data).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+database_url_option = click.option(
+    "--database-url",
+    default=None,
+    help="PostgreSQL instead of the data directory, e.g. postgresql://user@host/db (default: $KITTIWAKE_DATABASE_URL).",
+)
 
 
-def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
-    return Settings(data_dir=data_dir or data_dir_from_env(), **overrides)
+def _settings(data_dir: Path | None, database_url: str | None = None, **overrides: Any) -> Settings:
+    url = database_url or database_url_from_env()
+    if url is not None and not url.startswith(("postgresql://", "postgres://")):
+        raise click.BadParameter("must be a postgresql:// URL", param_hint="--database-url")
+    return Settings(data_dir=data_dir or data_dir_from_env(), database_url=url, **overrides)
 
 
 def _run(settings: Settings, work: Callable[[FullStore], Awaitable[T]]) -> T:
@@ -59,6 +74,7 @@ def cli() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free).")
 @data_dir_option
+@database_url_option
 @click.option(
     "--config",
     "config_file",
@@ -72,12 +88,45 @@ def cli() -> None:
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
-def serve(host: str, port: int, data_dir: Path | None, config_file: Path | None, log_level: str) -> None:
-    """Run the API, the dispatcher and the simulated carrier in one process."""
-    settings = _settings(data_dir, host=host, port=port, log_level=log_level)
+@click.option(
+    "--role", default="all", show_default=True, help="all, or a comma-separated list of api, dispatcher, webhooks."
+)
+@click.option(
+    "--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="API processes on this machine."
+)
+@click.option("--reuse-port", is_flag=True, hidden=True, help="Bind the port with SO_REUSEPORT (used by --workers).")
+@click.option("--no-bootstrap", "bootstrap", is_flag=True, default=True, flag_value=False, hidden=True)
+def serve(
+    host: str,
+    port: int,
+    data_dir: Path | None,
+    database_url: str | None,
+    config_file: Path | None,
+    log_level: str,
+    role: str,
+    workers: int,
+    reuse_port: bool,
+    bootstrap: bool,
+) -> None:
+    """Run the gateway: by default the API, the dispatcher (with the simulated carrier) and the webhook
+    workers in one process. With PostgreSQL, roles can be split over processes and machines."""
+    roles = parse_roles(role)
+    settings = _settings(
+        data_dir, database_url, host=host, port=port, log_level=log_level, roles=roles,
+        reuse_port=reuse_port or workers > 1, bootstrap=bootstrap,
+    )  # fmt: skip
     config_file = config_file or config_path_from_env()
     if config_file is not None:
         settings = load_config(config_file, settings)
+    if workers > 1:
+        if "api" not in roles:
+            raise click.BadParameter(
+                "--workers runs API processes: use it with --role all or api", param_hint="--workers"
+            )
+        from kittiwake.supervisor import run_with_api_workers
+
+        run_with_api_workers(settings, workers, config_file)
+        return
     with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
         runner.run(run_server(settings))
 
@@ -93,15 +142,32 @@ def _fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 @cli.command()
 @data_dir_option
-def migrate(data_dir: Path | None) -> None:
+@database_url_option
+def migrate(data_dir: Path | None, database_url: str | None) -> None:
     """Create or upgrade the database schema (serve also does this on start)."""
-    settings = _settings(data_dir)
+    settings = _settings(data_dir, database_url)
 
     async def nothing(store: Store) -> None:
         return None
 
     _run(settings, nothing)
-    click.echo(f"Schema is up to date in {settings.database_path}")
+    where = "the PostgreSQL database" if settings.database_url else str(settings.database_path)
+    click.echo(f"Schema is up to date in {where}")
+
+
+@cli.command("migrate-data")
+@click.option("--from", "source", required=True, help="sqlite:DIR, the data directory to copy (serve stopped).")
+@click.option("--to", "target", required=True, help="postgresql://... , an empty database.")
+def migrate_data_command(source: str, target: str) -> None:
+    """Move an embedded deployment (SQLite) to PostgreSQL, every message included."""
+    if not source.startswith("sqlite:"):
+        raise click.BadParameter("must be sqlite:DIR", param_hint="--from")
+    if not target.startswith(("postgresql://", "postgres://")):
+        raise click.BadParameter("must be a postgresql:// URL", param_hint="--to")
+    from kittiwake.store.migrate_data import migrate_data
+
+    copied = migrate_data(Path(source.removeprefix("sqlite:")), target)
+    click.echo("Copied " + ", ".join(f"{n} {table}" for table, n in copied.items() if n) + ".")
 
 
 @cli.group()
@@ -123,12 +189,14 @@ def _account_json(a: Account) -> dict[str, Any]:
 @accounts.command("create")
 @click.option("--name", default=None, help="Friendly name.")
 @data_dir_option
+@database_url_option
 @json_option
-def accounts_create(name: str | None, data_dir: Path | None, as_json: bool) -> None:
+def accounts_create(name: str | None, data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
     """Create an account and print its SID and auth token."""
     if name is not None and len(name) > 64:
         raise click.BadParameter("at most 64 characters", param_hint="--name")
-    account = _run(_settings(data_dir), lambda store: provisioning.create_account(store, SystemClock(), name))
+    settings = _settings(data_dir, database_url)
+    account = _run(settings, lambda store: provisioning.create_account(store, SystemClock(), name))
     if as_json:
         click.echo(json.dumps(_account_json(account)))
     else:
@@ -137,10 +205,11 @@ def accounts_create(name: str | None, data_dir: Path | None, as_json: bool) -> N
 
 @accounts.command("list")
 @data_dir_option
+@database_url_option
 @json_option
-def accounts_list(data_dir: Path | None, as_json: bool) -> None:
+def accounts_list(data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
     """List every account (the operator's view: all accounts in the data directory)."""
-    found = _run(_settings(data_dir), lambda store: store.all_accounts())
+    found = _run(_settings(data_dir, database_url), lambda store: store.all_accounts())
     if as_json:
         click.echo(json.dumps([_account_json(a) for a in found]))
         return
@@ -181,6 +250,7 @@ def _check_account_sid(account_sid: str) -> None:
 @click.option("--sms-url", default=None, help="URL requested when this number receives an SMS.")
 @click.option("--sms-method", default="POST", type=click.Choice(["POST", "GET"], case_sensitive=False))
 @data_dir_option
+@database_url_option
 @json_option
 def numbers_add(
     account_sid: str,
@@ -189,6 +259,7 @@ def numbers_add(
     sms_url: str | None,
     sms_method: str,
     data_dir: Path | None,
+    database_url: str | None,
     as_json: bool,
 ) -> None:
     """Provision NUMBER (E.164 long code, or a short code with --short-code) to an account."""
@@ -211,7 +282,7 @@ def numbers_add(
             hint = " (use --short-code for a short code)" if not short_code and number.isdigit() else ""
             raise ConfigError(exc.message + hint) from None
 
-    record = _run(_settings(data_dir), add)
+    record = _run(_settings(data_dir, database_url), add)
     if as_json:
         click.echo(json.dumps(_number_json(record)))
     else:
@@ -221,8 +292,9 @@ def numbers_add(
 @numbers.command("list")
 @_account_option()
 @data_dir_option
+@database_url_option
 @json_option
-def numbers_list(account_sid: str, data_dir: Path | None, as_json: bool) -> None:
+def numbers_list(account_sid: str, data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
     """List an account's numbers and short codes."""
     _check_account_sid(account_sid)
 
@@ -240,7 +312,7 @@ def numbers_list(account_sid: str, data_dir: Path | None, as_json: bool) -> None
                 offset += len(page.items)
         return found
 
-    found = _run(_settings(data_dir), collect)
+    found = _run(_settings(data_dir, database_url), collect)
     if as_json:
         click.echo(json.dumps([_number_json(n) for n in found]))
         return
@@ -258,10 +330,11 @@ def sim() -> None:
 @click.option("--to", required=True, help="One of your numbers (E.164 long code or short code).")
 @click.option("--body", required=True, help="The text.")
 @data_dir_option
+@database_url_option
 @json_option
-def sim_send(from_: str, to: str, body: str, data_dir: Path | None, as_json: bool) -> None:
+def sim_send(from_: str, to: str, body: str, data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
     """Deliver an inbound SMS to one of your numbers; a running serve makes the webhook request."""
-    settings = _settings(data_dir)
+    settings = _settings(data_dir, database_url)
     from kittiwake.receiving import receive_sms
     from kittiwake.runtime import build_policy
 

@@ -132,6 +132,14 @@ class Settings:
     # keeps that affordable. NORMAL survives a process crash only.
     sqlite_synchronous: str = "FULL"
     log_level: str = "info"
+    # PostgreSQL instead of the SQLite data directory (several processes, several machines).
+    database_url: str | None = None
+    # What this process does: any of "api", "dispatcher", "webhooks".
+    roles: frozenset[str] = frozenset({"api", "dispatcher", "webhooks"})
+    # Bind the API port with SO_REUSEPORT so several API processes share it (``serve --workers N``).
+    reuse_port: bool = False
+    # Whether this process creates the first account on an empty database and prints its credentials.
+    bootstrap: bool = True
     pacing: PacingSettings = field(default_factory=PacingSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
@@ -142,6 +150,25 @@ class Settings:
     @property
     def database_path(self) -> Path:
         return self.data_dir / "kittiwake.sqlite3"
+
+
+ROLES = ("api", "dispatcher", "webhooks")
+
+
+def parse_roles(text: str) -> frozenset[str]:
+    """``all`` or a comma-separated list of api, dispatcher, webhooks."""
+    if text.strip() == "all":
+        return frozenset(ROLES)
+    roles = frozenset(part.strip() for part in text.split(",") if part.strip())
+    unknown = roles - set(ROLES)
+    if not roles or unknown:
+        raise ConfigError(f"--role takes all or a comma-separated list of {', '.join(ROLES)}; got {text!r}")
+    return roles
+
+
+def database_url_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    env = os.environ if environ is None else environ
+    return env.get("KITTIWAKE_DATABASE_URL") or None
 
 
 def data_dir_from_env(environ: Mapping[str, str] | None = None) -> Path:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
-import os
 import signal
+import socket
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import TextIO
 
@@ -34,6 +33,7 @@ from kittiwake.models import Account
 from kittiwake.pacing import RatePolicy
 from kittiwake.receiving import receive_sms
 from kittiwake.store.base import FullStore, Store
+from kittiwake.store.lock import exclusive_data_dir
 from kittiwake.store.sqlite import SqliteStore
 from kittiwake.webhooks.outbox import OutboxSettings, OutboxWorker
 
@@ -80,6 +80,10 @@ def build_carrier(settings: Settings, store: FullStore, clock: Clock) -> Carrier
 
 
 def build_store(settings: Settings) -> FullStore:
+    if settings.database_url is not None:
+        from kittiwake.store.postgres import PostgresStore
+
+        return PostgresStore(settings.database_url, max_batch=settings.max_commit_batch)
     return SqliteStore(
         settings.database_path, synchronous=settings.sqlite_synchronous, max_batch=settings.max_commit_batch
     )
@@ -115,73 +119,110 @@ class _Server(uvicorn.Server):
         yield
 
 
-@contextlib.contextmanager
-def serve_lock(settings: Settings) -> Iterator[None]:
-    """One ``serve`` per SQLite data directory: a second one would pace the same senders twice."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.data_dir / "serve.lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(f"another kittiwake serve is already running on {settings.data_dir}") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        yield
+def serve_lock(settings: Settings) -> contextlib.AbstractContextManager[None]:
+    """One ``serve`` with a dispatcher per SQLite data directory: a second one would pace senders twice."""
+    return exclusive_data_dir(settings.data_dir, f"another kittiwake serve is already running on {settings.data_dir}")
 
 
 class Gateway:
-    """One Kittiwake process: every role, until :meth:`request_stop`, SIGINT or SIGTERM.
+    """One Kittiwake process: the roles its settings name, until :meth:`request_stop`, SIGINT or SIGTERM.
 
-    ``ready`` is set once the HTTP server accepts requests; ``port`` is then the bound port (useful
-    with ``--port 0``) and ``first_account`` the account created on an empty database, if any.
+    ``ready`` is set once the process works (for the api role: once the HTTP server accepts requests);
+    ``port`` is then the bound port (useful with ``--port 0``) and ``first_account`` the account created
+    on an empty database, if any.
     """
 
-    def __init__(self, settings: Settings, out: TextIO = sys.stdout, clock: Clock | None = None) -> None:
+    def __init__(
+        self, settings: Settings, out: TextIO = sys.stdout, clock: Clock | None = None, *, handle_signals: bool = True
+    ) -> None:
         self.settings = settings
+        self._handle_signals = handle_signals
         self.out = out
         self.clock = clock or SystemClock()
         self.ready = threading.Event()
         self.port: int | None = None
         self.first_account: Account | None = None
         self._server: uvicorn.Server | None = None
+        self._stop: asyncio.Event | None = None
         self.dispatcher: Dispatcher | None = None
         self.outbox: OutboxWorker | None = None
 
     def request_stop(self) -> None:
-        """Ask the server to finish in-flight requests and stop (call from the gateway's own loop)."""
+        """Ask the process to finish in-flight work and stop (call from the gateway's own loop)."""
         if self._server is not None:
             self._server.should_exit = True
+        if self._stop is not None:
+            self._stop.set()
 
     def _install_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
+        if not self._handle_signals or threading.current_thread() is not threading.main_thread():
             return  # embedded in a test or another program: the host stops us with request_stop()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self.request_stop)
 
     async def run(self) -> None:
-        settings, out = self.settings, self.out
-        with serve_lock(settings):
-            await self._serve(settings, out)
+        settings = self.settings
+        self._stop = asyncio.Event()
+        self._install_signal_handlers()
+        if settings.database_url is None and "dispatcher" in settings.roles:
+            with serve_lock(settings):
+                await self._serve(settings, self.out)
+        else:
+            await self._serve(settings, self.out)
 
     async def _serve(self, settings: Settings, out: TextIO) -> None:
-        # Imported here so the CLI's data commands do not load the web stack.
-        from kittiwake.api.app import create_app
-        from kittiwake.api.http import ApiContext
-
         async with opened_store(settings) as store:
-            out.write(f"Kittiwake {__version__}: data in {settings.data_dir}\n")
-            self.first_account = await ensure_first_account(store, self.clock)
+            where = "PostgreSQL" if settings.database_url else f"data in {settings.data_dir}"
+            out.write(f"Kittiwake {__version__}: {where}; roles: {', '.join(sorted(settings.roles))}\n")
+            if settings.bootstrap:
+                self.first_account = await ensure_first_account(store, self.clock)
             if self.first_account is not None:
                 # Printed once, at creation, for the person who started the gateway; never logged.
                 out.write(
                     "Created the first account. Use these credentials with any Twilio client:\n"
                     f"  Account SID: {self.first_account.sid}\n  Auth token:  {self.first_account.auth_token}\n"
                 )
+            out.flush()
             policy = build_policy(settings)
+            workers = await self._start_workers(store, settings, policy)
+            try:
+                if "api" in settings.roles:
+                    await self._run_api(store, settings, policy, out)
+                else:
+                    self.ready.set()
+                    assert self._stop is not None
+                    await self._stop.wait()
+            finally:
+                # No more requests: finish or park in-flight submissions, then callbacks.
+                for stop in reversed(workers):
+                    await stop()
+            out.write("Kittiwake stopped.\n")
+            out.flush()
+
+    async def _start_workers(
+        self, store: FullStore, settings: Settings, policy: RatePolicy
+    ) -> list[Callable[[], Awaitable[None]]]:
+        """Start the background roles; return how to stop each, in start order."""
+        stops: list[Callable[[], Awaitable[None]]] = []
+        outbox: OutboxWorker | None = None
+        if "webhooks" in settings.roles:
             outbox = OutboxWorker(store, self.clock, build_outbox_settings(settings))
+            inbound = InboundWorker(store, self.clock, policy, settings)
+            store.add_inbound_listener(inbound.wake)
+            outbox_task = asyncio.create_task(outbox.run())
+            inbound_task = asyncio.create_task(inbound.run())
+            self.outbox = outbox
+
+            async def stop_webhooks() -> None:
+                inbound.stop()
+                await inbound_task
+                assert outbox is not None
+                await outbox.aclose()
+                await outbox_task
+
+            stops.append(stop_webhooks)
+        if "dispatcher" in settings.roles:
             carrier = build_carrier(settings, store, self.clock)
 
             async def on_mo(mo: MobileOriginated) -> None:
@@ -191,46 +232,61 @@ class Gateway:
                 except TwilioError as exc:
                     log.warning("inbound SMS from %s to %s dropped: %s", mo.from_, mo.to, exc.message)
 
-            dispatcher = Dispatcher(store, carrier, self.clock, policy, on_callbacks=outbox.wake, on_mo=on_mo)
+            wake = outbox.wake if outbox is not None else (lambda: None)
+            dispatcher = Dispatcher(store, carrier, self.clock, policy, on_callbacks=wake, on_mo=on_mo)
             store.add_queue_listener(dispatcher.notify)
-            inbound = InboundWorker(store, self.clock, policy, settings)
-            store.add_inbound_listener(inbound.wake)
-            await dispatcher.start()
-            outbox_task = asyncio.create_task(outbox.run())
-            inbound_task = asyncio.create_task(inbound.run())
-            self.dispatcher, self.outbox = dispatcher, outbox
-            app = create_app(ApiContext(store=store, settings=settings, clock=self.clock, policy=policy))
-            config = uvicorn.Config(
-                app,
-                host=settings.host,
-                port=settings.port,
-                log_level=settings.log_level,
-                access_log=False,
-                lifespan="off",
-                server_header=False,
-                timeout_graceful_shutdown=10,
-            )
-            self._server = server = _Server(config)
-            self._install_signal_handlers()
-            task = asyncio.create_task(server.serve())
-            # uvicorn exposes only a `started` flag, no event to wait on.
-            while not server.started and not task.done():  # noqa: ASYNC110
-                await asyncio.sleep(0.005)
-            if server.started:
-                host, port = server.servers[0].sockets[0].getsockname()[:2]
-                self.port = port
-                out.write(f"Listening on http://{host}:{port}\n")
-                out.flush()
-                self.ready.set()
-            await task
-            # The API has stopped taking requests: finish or park in-flight submissions, then callbacks.
-            inbound.stop()
-            await inbound_task
-            await dispatcher.stop()
-            await outbox.aclose()
-            await outbox_task
-            out.write("Kittiwake stopped.\n")
+            # With SQLite this is the only dispatcher (serve_lock); with PostgreSQL others may be running.
+            await dispatcher.start(sole_dispatcher=settings.database_url is None)
+            self.dispatcher = dispatcher
+            stops.append(dispatcher.stop)
+        return stops
+
+    async def _run_api(self, store: FullStore, settings: Settings, policy: RatePolicy, out: TextIO) -> None:
+        # Imported here so the CLI's data commands do not load the web stack.
+        from kittiwake.api.app import create_app
+        from kittiwake.api.http import ApiContext
+
+        app = create_app(ApiContext(store=store, settings=settings, clock=self.clock, policy=policy))
+        config = uvicorn.Config(
+            app,
+            log_level=settings.log_level,
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            timeout_graceful_shutdown=10,
+        )
+        self._server = server = _Server(config)
+        sock = listening_socket(settings.host, settings.port, reuse_port=settings.reuse_port)
+        if self._stop is not None and self._stop.is_set():
+            server.should_exit = True  # a signal arrived while starting up
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        # uvicorn exposes only a `started` flag, no event to wait on.
+        while not server.started and not task.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        if server.started:
+            host, port = sock.getsockname()[:2]
+            self.port = port
+            out.write(f"Listening on http://{host}:{port}\n")
             out.flush()
+            self.ready.set()
+        await task
+
+
+def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to host:port; with ``reuse_port``, several processes can bind the same port and
+    the kernel spreads connections among them (SO_REUSEPORT)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 async def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
