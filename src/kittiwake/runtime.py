@@ -29,6 +29,7 @@ from kittiwake.dispatch.dispatcher import Dispatcher
 from kittiwake.domain import NumberKind
 from kittiwake.errors import ConfigError, TwilioError
 from kittiwake.inbound.worker import InboundWorker
+from kittiwake.metrics import Metrics, Sample
 from kittiwake.models import Account
 from kittiwake.pacing import RatePolicy
 from kittiwake.receiving import receive_sms
@@ -146,6 +147,7 @@ class Gateway:
         self._stop: asyncio.Event | None = None
         self.dispatcher: Dispatcher | None = None
         self.outbox: OutboxWorker | None = None
+        self.metrics = Metrics()
 
     def request_stop(self) -> None:
         """Ask the process to finish in-flight work and stop (call from the gateway's own loop)."""
@@ -213,6 +215,7 @@ class Gateway:
             outbox_task = asyncio.create_task(outbox.run())
             inbound_task = asyncio.create_task(inbound.run())
             self.outbox = outbox
+            self.metrics.register(lambda: _worker_samples(outbox, inbound))
 
             async def stop_webhooks() -> None:
                 inbound.stop()
@@ -238,6 +241,7 @@ class Gateway:
             # With SQLite this is the only dispatcher (serve_lock); with PostgreSQL others may be running.
             await dispatcher.start(sole_dispatcher=settings.database_url is None)
             self.dispatcher = dispatcher
+            self.metrics.register(lambda: _dispatcher_samples(dispatcher, carrier))
             stops.append(dispatcher.stop)
         return stops
 
@@ -246,7 +250,9 @@ class Gateway:
         from kittiwake.api.app import create_app
         from kittiwake.api.http import ApiContext
 
-        app = create_app(ApiContext(store=store, settings=settings, clock=self.clock, policy=policy))
+        app = create_app(
+            ApiContext(store=store, settings=settings, clock=self.clock, policy=policy, metrics=self.metrics)
+        )
         config = uvicorn.Config(
             app,
             log_level=settings.log_level,
@@ -270,6 +276,57 @@ class Gateway:
             out.flush()
             self.ready.set()
         await task
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _dispatcher_samples(dispatcher: Dispatcher, carrier: Carrier) -> list[Sample]:
+    lateness = list(dispatcher.lateness)[-10_000:]
+    samples = [
+        Sample("submitted_total", "counter", "Messages handed to a carrier.", dispatcher.submitted),
+        Sample("submit_failed_total", "counter", "Submissions the carrier refused.", dispatcher.failed),
+        Sample("expired_total", "counter", "Messages failed with 30001 (past ValidityPeriod).", dispatcher.expired),
+        Sample("pacing_lateness_seconds", "gauge", "Submit time minus earliest allowed, recent p50.",
+               _percentile(lateness, 0.5), (("quantile", "0.5"),)),
+        Sample("pacing_lateness_seconds", "gauge", "Submit time minus earliest allowed, recent p99.",
+               _percentile(lateness, 0.99), (("quantile", "0.99"),)),
+        Sample("senders_leased", "gauge", "Senders this dispatcher holds the lease of.", dispatcher.leased_senders),
+    ]  # fmt: skip
+    for part in getattr(carrier, "parts", lambda: [carrier])():
+        name = (("carrier", part.name),)
+        state = getattr(part, "bind_state", None)
+        if state is not None:
+            samples.append(
+                Sample("bind_up", "gauge", "1 when the carrier's bind is up.", float(state == "bound"), name)
+            )
+        for attr, help_text in (
+            ("submitted_parts", "submit_sm answered OK."),
+            ("throttled", "ESME_RTHROTTLED/RMSGQFUL answers."),
+            ("redriven", "Submissions re-driven after a lost connection (possible duplicates)."),
+            ("reconnects", "Binds lost and re-established."),
+            ("receipts_matched", "Receipts matched to a message part."),
+            ("receipts_unknown", "Receipts for unknown message ids (acknowledged, logged)."),
+            ("mo_received", "Mobile-originated messages received."),
+        ):
+            if hasattr(part, attr):
+                samples.append(Sample(f"carrier_{attr}_total", "counter", help_text, getattr(part, attr), name))
+    return samples
+
+
+def _worker_samples(outbox: OutboxWorker, inbound: InboundWorker) -> list[Sample]:
+    return [
+        Sample("callbacks_delivered_total", "counter", "Status callbacks delivered.", outbox.delivered),
+        Sample("callbacks_retried_total", "counter", "Status callback attempts to retry.", outbox.retried),
+        Sample("callbacks_dead_total", "counter", "Status callbacks given up.", outbox.dead),
+        Sample("callbacks_in_flight", "gauge", "Status callback requests on the wire.", outbox.in_flight),
+        Sample("inbound_processed_total", "counter", "Inbound messages whose webhook ran.", inbound.processed),
+        Sample("inbound_failed_total", "counter", "Inbound webhooks that ended in an error.", inbound.failed),
+    ]
 
 
 def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:

@@ -203,3 +203,14 @@ def test_sim_record_is_per_account_and_can_be_cleared(client: httpx.Client, gate
     assert httpx.get(f"{gateway.base_url}/sim/messages").status_code == 401
     assert client.delete("/sim/messages").status_code == 204
     assert sim_records(client) == []
+
+
+def test_metrics_count_what_happened(client: httpx.Client, gateway: RunningGateway) -> None:
+    sid = send(client, gateway)["sid"]
+    wait_for_status(client, gateway, sid, {"delivered"})
+    text = httpx.get(f"{gateway.base_url}/metrics").text
+    assert "# TYPE kittiwake_submitted_total counter" in text
+    submitted = [line for line in text.splitlines() if line.startswith("kittiwake_submitted_total ")]
+    assert submitted and float(submitted[0].split()[1]) >= 1
+    assert 'kittiwake_pacing_lateness_seconds{quantile="0.99"}' in text
+    assert gateway.account_sid not in text and gateway.auth_token not in text

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from kittiwake.config import CarrierSettings, PacingSettings
@@ -133,6 +134,10 @@ def test_smsc_drops_mid_window_and_every_message_still_goes(smsc: Smsc, smpp_gat
     for sid in sids:
         assert status_of(smpp_gateway, sid, {"delivered"}, timeout=30)["status"] == "delivered"
     assert len(smsc.wait_for("bound", count=2, timeout=15)) >= 2, "the carrier bound again"
+    metrics = httpx.get(f"{smpp_gateway.base_url}/metrics").text
+    assert 'kittiwake_bind_up{carrier="smsc"} 1' in metrics
+    redriven = [line for line in metrics.splitlines() if line.startswith("kittiwake_carrier_redriven_total")]
+    assert redriven and float(redriven[0].split()[-1]) >= 2, "the swallowed submissions were re-driven"
 
 
 def test_mo_single_and_concatenated_become_inbound_messages(

@@ -90,11 +90,19 @@ def _routes() -> list[Route]:
         Route("/sim/inbound", sim.receive_inbound, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
     ]
 
 
 async def healthz(request: Request) -> Response:
     return Response(b'{"status":"ok"}', media_type=JSON_TYPE)
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition of this process's counters (no account data; see kittiwake.metrics)."""
+    registry = request.app.state.kittiwake.metrics
+    text = registry.render() if registry is not None else ""
+    return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 async def openapi(request: Request) -> Response:

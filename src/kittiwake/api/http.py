@@ -23,6 +23,7 @@ from kittiwake.clock import Clock
 from kittiwake.config import Settings
 from kittiwake.domain import AccountStatus
 from kittiwake.errors import TwilioError, not_found
+from kittiwake.metrics import Metrics
 from kittiwake.models import Account
 from kittiwake.pacing import RatePolicy
 from kittiwake.store.base import FullStore
@@ -40,6 +41,7 @@ class ApiContext:
     settings: Settings
     clock: Clock
     policy: RatePolicy
+    metrics: Metrics | None = None
 
 
 def context(request: Request) -> ApiContext:

@@ -21,6 +21,10 @@ class RoutingCarrier:
         self._routes = routes
         self._default = carriers[default]
 
+    def parts(self) -> list[Carrier]:
+        """The carriers behind the router (for metrics)."""
+        return list(self._carriers.values())
+
     def route(self, submission: Submission) -> Carrier:
         for route in self._routes:
             if route.prefix is not None and not submission.to.startswith(route.prefix):

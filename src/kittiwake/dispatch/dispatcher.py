@@ -427,5 +427,9 @@ class Dispatcher:
     def _rate(self, sender: str) -> Rate:
         return self._policy.rate_for(sender, self._kinds.get(sender, NumberKind.LONG_CODE.value))
 
+    @property
+    def leased_senders(self) -> int:
+        return len(self._held)
+
     def pending_tasks(self) -> int:
         return len(self._tasks)
