@@ -167,7 +167,7 @@ class CallbackReceiver:
     async def _main(self) -> None:
         from aiohttp import web
 
-        async def handle(request: web.Request) -> web.Response:
+        async def handle(request: web.Request) -> web.StreamResponse:
             form = await request.post() if request.method == "POST" else {}
             params = {k: str(v) for k, v in form.items()}
             if request.method == "GET":
@@ -179,6 +179,15 @@ class CallbackReceiver:
             status, content_type, body, delay = self.answers.get(
                 request.path, (self.status, "text/xml", "<Response/>", 0.0)
             )
+            if delay < 0:  # a negative delay streams the body in two halves, abs(delay) seconds apart
+                stream = web.StreamResponse(status=status, headers={"Content-Type": content_type})
+                await stream.prepare(request)
+                half = len(body) // 2
+                await stream.write(body[:half].encode())
+                await asyncio.sleep(-delay)
+                await stream.write(body[half:].encode())
+                await stream.write_eof()
+                return stream
             if delay:
                 await asyncio.sleep(delay)
             return web.Response(status=status, body=body.encode(), headers={"Content-Type": content_type})

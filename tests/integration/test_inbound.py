@@ -272,3 +272,24 @@ def test_reply_loop_protection_fails_replies_with_14107(
     assert len(sent) == 5
     assert [m["status"] != "failed" for m in sent].count(True) == 3
     assert {m["error_code"] for m in sent if m["status"] == "failed"} == {14107}
+
+
+def test_twiml_reply_to_an_opted_out_handset_is_refused_with_21610(
+    client: httpx.Client, gateway: RunningGateway, receiver: CallbackReceiver
+) -> None:
+    configure(client, gateway, SmsUrl=receiver.answer("/sms", "<Response><Message>bye!</Message></Response>"))
+    inbound(client, "STOP")
+    [reply] = replies(client, gateway, 1)
+    assert reply["status"] == "failed" and reply["error_code"] == 21610
+    time.sleep(0.3)
+    assert httpx.get(f"{gateway.base_url}/sim/messages", auth=gateway.auth).json()["messages"] == []
+
+
+def test_twiml_answer_in_several_chunks_is_read_whole(
+    client: httpx.Client, gateway: RunningGateway, receiver: CallbackReceiver
+) -> None:
+    # The app streams its answer in two pieces, 50 ms apart.
+    twiml = "<Response><Message>whole</Message></Response>"
+    configure(client, gateway, SmsUrl=receiver.answer("/sms", twiml, delay=-0.05))
+    inbound(client, "hi")
+    assert [m["body"] for m in replies(client, gateway, 1)] == ["whole"]

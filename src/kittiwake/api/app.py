@@ -106,11 +106,15 @@ async def metrics(request: Request) -> Response:
 
 
 async def openapi(request: Request) -> Response:
-    spec: bytes | None = getattr(request.app.state, "openapi", None)
+    """The description, built once; its `servers` entry follows each request's own base URL (never cached:
+    it comes from the Host header)."""
+    spec: dict[str, Any] | None = getattr(request.app.state, "openapi", None)
     if spec is None:
-        spec = orjson.dumps(build_openapi(str(request.base_url).rstrip("/")))
+        spec = build_openapi()
         request.app.state.openapi = spec
-    return Response(spec, media_type=JSON_TYPE)
+    return Response(
+        orjson.dumps({**spec, "servers": [{"url": str(request.base_url).rstrip("/")}]}), media_type=JSON_TYPE
+    )
 
 
 async def _twilio_error(request: Request, exc: Exception) -> Response:

@@ -173,8 +173,8 @@ async def create_sms_message(request: Request) -> Response:
     return await _create(request, legacy=True)
 
 
-async def _fetch(request: Request) -> Message:
-    account = await account_in_path(request)
+async def _fetch(request: Request, *, writing: bool = False) -> Message:
+    account = await account_in_path(request, writing=writing)
     sid = request.path_params["sid"]
     message = await context(request).store.get_message(account.sid, sid) if is_sid(sid, SidPrefix.SMS_MESSAGE) else None
     if message is None:
@@ -273,7 +273,7 @@ async def list_sms_messages(request: Request) -> Response:
 
 async def update_message(request: Request) -> Response:
     """Redact (``Body=""``) a message that has left the queue, or cancel a scheduled one."""
-    message = await _fetch(request)
+    message = await _fetch(request, writing=True)
     ctx = context(request)
     form = await read_form(request, ctx.settings.max_request_bytes)
     changes: dict[str, object] = {}
@@ -304,7 +304,7 @@ async def update_message(request: Request) -> Response:
 
 
 async def delete_message(request: Request) -> Response:
-    message = await _fetch(request)
+    message = await _fetch(request, writing=True)
     if message.status in IN_FLIGHT:
         raise invalid_parameter(f"Message {message.sid} is {message.status.value} and cannot be deleted yet")
     await context(request).store.delete_message(message.account_sid, message.sid)

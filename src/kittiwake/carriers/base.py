@@ -30,6 +30,8 @@ class SubmitResult:
     carrier_message_id: str | None = None
     error_code: int | None = None
     error_message: str | None = None
+    # Monotonic seconds when the accepted submission went on the wire, if later than the call (retries).
+    sent_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

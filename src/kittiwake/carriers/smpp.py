@@ -173,15 +173,17 @@ class SmppCarrier:
             registered_delivery=self.config.registered_delivery,
         )
         ids: list[str] = []
+        sent_at: float | None = None
         for part in parts:
-            response = await self._submit_part(apply_part(template, part))
+            response, part_sent_at = await self._submit_part(apply_part(template, part))
+            sent_at = part_sent_at if sent_at is None else sent_at
             if response.command_status != 0:
                 code, text = STATUS_ERRORS.get(response.command_status, (30008, "Unknown error"))
                 log.info("SMPP %s refused %s: 0x%02X", self.name, submission.message_sid, response.command_status)
                 return SubmitResult(False, None, code, text)
             ids.append(canonical_message_id(response.message_id if isinstance(response, p.SubmitSmResp) else ""))
         await self._store.record_parts(self.name, submission.message_sid, ids, self._clock.now_micros())
-        return SubmitResult(True, ids[0] if ids else None)
+        return SubmitResult(True, ids[0] if ids else None, sent_at=sent_at)
 
     @staticmethod
     def _ton(address: str, default: int) -> int:
@@ -191,12 +193,16 @@ class SmppCarrier:
             return int(Ton.ALPHANUMERIC)
         return default
 
-    async def _submit_part(self, request: p.SubmitSm) -> p.Pdu:
-        """One part, answered: retried through throttling, temporary errors and lost connections."""
+    async def _submit_part(self, request: p.SubmitSm) -> tuple[p.Pdu, float]:
+        """One part, answered, and when its answered attempt was sent: retried through throttling,
+        temporary errors and lost connections (until the carrier stops: then the message is parked)."""
         temporary = 0
         while True:
+            if self._stopping:
+                raise CarrierUnavailable(f"carrier {self.name} is stopping")
             link = await self._transmitter()
             await self._paced()
+            sent_at = self._clock.monotonic()
             try:
                 response = await link.request(request)
             except LinkLost:
@@ -206,7 +212,7 @@ class SmppCarrier:
             if status == 0:
                 self.submitted_parts += 1
                 self._pause = 0.0
-                return response
+                return response, sent_at
             if status in THROTTLING:
                 self.throttled += 1
                 self._pause = min(max(self._pause * 2, 0.1), 5.0)
@@ -218,7 +224,7 @@ class SmppCarrier:
                 continue
             if status in TEMPORARY:
                 raise CarrierUnavailable(f"SMSC {self.name} answered 0x{status:02X} {TEMPORARY_TRIES} times")
-            return response
+            return response, sent_at
 
     async def _transmitter(self) -> Link:
         if self._tx is None or self._tx.closed.is_set():

@@ -119,7 +119,10 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            _, pending = await asyncio.wait(self._tasks, timeout=10)
+            if pending:  # a carrier that cannot finish (a throttling SMSC): stop it, the submissions park
+                await self._carrier.stop()
+                await asyncio.wait(pending, timeout=10)
         if self._held:  # hand the senders over at once instead of when the leases lapse
             with contextlib.suppress(Exception):
                 await self._store.release_senders(self.owner, [(s, self._tat_wall(s)) for s in self._held])
@@ -229,7 +232,21 @@ class Dispatcher:
                 log.exception("dispatcher housekeeping failed; retrying at the next interval")
 
     async def _drive(self, sender: str, due: float) -> None:
-        """Submit the sender's next messages at their exact times, then hand the sender back."""
+        """Submit the sender's next messages at their exact times, then hand the sender back.
+
+        Whatever goes wrong, the sender is handed back (rescheduled after a poll interval): a sender left
+        "in flight" by a dead task would never be paced again (nothing reschedules an in-flight sender).
+        """
+        try:
+            await self._drive_once(sender, due)
+        except Exception:
+            log.exception("driving %s failed; retrying in %.1f s", sender, self._poll_interval)
+        finally:
+            if self._scheduler.is_in_flight(sender):
+                self._scheduler.reschedule(sender, self._rate(sender), self._clock.monotonic() + self._poll_interval)
+                self._wake.set()
+
+    async def _drive_once(self, sender: str, due: float) -> None:
         await self._kind(sender)
         rate = self._rate(sender)
         limit = max(1, min(self.MAX_BATCH, int(rate.segments_per_second * self.BATCH_SECONDS)))
@@ -309,7 +326,10 @@ class Dispatcher:
         except Exception:
             log.exception("carrier %s failed on %s; parking it for retry", self._carrier.name, message.sid)
             return False
-        tat = self._scheduler.record_submit(sender, message.num_segments, at, rate)
+        # Charge from when the carrier really sent it: a carrier that retried (throttling, a lost
+        # connection) sent it later than `at`, and the next message must keep its distance from that.
+        sent_at = max(at, result.sent_at) if result.sent_at is not None else at
+        tat = self._scheduler.record_submit(sender, message.num_segments, sent_at, rate)
         self.lateness.append(at - due)
         self.submitted += 1
         now_mono, now_wall = self._clock.monotonic(), self._clock.now_micros()
@@ -346,11 +366,17 @@ class Dispatcher:
     async def _record(
         self, transitions: list[Transition], now: int, sender_tat: tuple[str, int] | None = None
     ) -> list[bool]:
-        try:
-            applied = await self._store.apply_transitions(transitions, now, sender_tat)
-        except Exception:
-            log.exception("recording %d status changes failed", len(transitions))
-            return [False] * len(transitions)
+        """Write status changes, retrying until they commit: transitions are guarded by status, so a retry
+        is safe, and dropping one would leave a message `sending` to be sent again by a later lease holder."""
+        delay = 0.1
+        while True:
+            try:
+                applied = await self._store.apply_transitions(transitions, now, sender_tat)
+                break
+            except Exception:
+                log.exception("recording %d status changes failed; retrying in %.1f s", len(transitions), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         if any(applied[i] and t.callback is not None for i, t in enumerate(transitions)):
             self._on_callbacks()
         return applied
@@ -387,16 +413,7 @@ class Dispatcher:
     # -- receipts ------------------------------------------------------------------------------------
 
     async def _on_receipt(self, receipt: Receipt) -> None:
-        message = None
-        # The receipt can overtake the write that stored the carrier's id: look again briefly.
-        for attempt in range(5):
-            if receipt.message_sid is not None:
-                message = await self._store.get_message_by_sid(receipt.message_sid)
-            else:
-                message = await self._store.find_by_carrier_id(receipt.carrier_message_id)
-            if message is not None:
-                break
-            await asyncio.sleep(0.05 * (attempt + 1))
+        message = await self._receipt_message(receipt)
         if message is None:
             log.warning("receipt for unknown carrier message id %s ignored", receipt.carrier_message_id)
             return
@@ -411,8 +428,29 @@ class Dispatcher:
             values["error_message"] = receipt.error_message or "Unknown error"
         callback = status_callback(message, new, receipt.error_code if not receipt.delivered else None,
                                    receipt.error_message)  # fmt: skip
-        transition = Transition(message.sid, frozenset({message.status.value}), values, callback)
-        await self._record([transition], self._clock.now_micros())
+        # Guarded by every status the receipt may follow: the write of `sent` can land just before this one.
+        allowed = frozenset(s.value for s in (S.SENDING, S.SENT) if decide(s, new).change)
+        transition = Transition(message.sid, allowed, values, callback)
+        [applied] = await self._record([transition], self._clock.now_micros())
+        if not applied:
+            log.warning("receipt %s for %s not applied: its status moved on", new.value, message.sid)
+
+    async def _receipt_message(self, receipt: Receipt) -> Message | None:
+        """The message a receipt is for, once the write of its submission has landed.
+
+        A receipt can overtake the write that stores the carrier's id or the `sent` status (the SMSC answers
+        within milliseconds); look again briefly rather than lose the receipt or the `sent` fields.
+        """
+        message = None
+        for attempt in range(20):
+            if receipt.message_sid is not None:
+                message = await self._store.get_message_by_sid(receipt.message_sid)
+            else:
+                message = await self._store.find_by_carrier_id(receipt.carrier_message_id)
+            if message is not None and message.status is not S.SENDING:
+                return message
+            await asyncio.sleep(min(0.05 * (attempt + 1), 0.25))
+        return message
 
     # -- senders -------------------------------------------------------------------------------------
 

@@ -39,6 +39,8 @@ from kittiwake.twiml import (
 
 log = logging.getLogger(__name__)
 
+OPTED_OUT = 21610  # Twilio: attempt to send to unsubscribed recipient
+
 Fetch = Callable[[str, str, Sequence[tuple[str, str]]], Awaitable[list[Verb]]]
 Enqueue = Callable[[Message], Awaitable[Message]]
 Owns = Callable[[str], Awaitable[bool]]
@@ -98,6 +100,7 @@ class Conversation:
         owns_number: Owns,
         loop_guard: LoopGuard,
         store_failed: Enqueue,
+        opted_out: Callable[[str, str], Awaitable[bool]],
     ) -> None:
         self.message = message
         self.params = list(params)
@@ -108,6 +111,7 @@ class Conversation:
         self.owns_number = owns_number
         self.loop_guard = loop_guard
         self.store_failed = store_failed
+        self.opted_out = opted_out
         self.replies: list[Message] = []
         self.redirects = 0
 
@@ -173,6 +177,12 @@ class Conversation:
             callback = resolve_url(current_url, verb.action)
         reply = build_reply(self.message.account_sid, from_, to, verb.body, self.clock.now_micros(),
                             callback_url=callback, api="legacy" if legacy else "modern")  # fmt: skip
+        if await self.opted_out(from_, to):
+            # The handset said STOP to this number: a reply is refused as the REST API would (21610).
+            failed = replace(reply, status=MessageStatus.FAILED, error_code=OPTED_OUT,
+                             error_message="Attempt to send to unsubscribed recipient")  # fmt: skip
+            self.replies.append(await self.store_failed(failed))
+            return None
         if not self.loop_guard.allow(from_, to):
             # Twilio fails the reply itself with 14107 (twilio-api.md §4.1); the conversation goes on.
             failed = replace(reply, status=MessageStatus.FAILED, error_code=REPLY_RATE_LIMIT,

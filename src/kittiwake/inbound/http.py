@@ -22,7 +22,7 @@ from kittiwake.twiml import (
     parse_twiml,
     plain_text_reply,
 )
-from kittiwake.webhooks.outbox import wire_url
+from kittiwake.webhooks.outbox import safe_for_log, wire_url
 from kittiwake.webhooks.signing import SIGNATURE_HEADER, signature, url_with_query
 
 MAX_ANSWER_BYTES = 64 * 1024
@@ -59,11 +59,14 @@ async def fetch_twiml(
             allow_redirects=False,
         ) as response:
             if response.status >= 400 or response.status < 200:
-                raise TwimlError(HTTP_RETRIEVAL_FAILURE, f"{url} answered HTTP {response.status}")
+                raise TwimlError(HTTP_RETRIEVAL_FAILURE, f"{safe_for_log(url)} answered HTTP {response.status}")
             kind = classify_content_type(response.headers.get("Content-Type", ""))
-            document = await response.content.read(MAX_ANSWER_BYTES + 1)
+            content_type = response.headers.get("Content-Type")
+            document = await _read_capped(response, MAX_ANSWER_BYTES + 1)
     except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
-        raise TwimlError(HTTP_RETRIEVAL_FAILURE, f"{url} could not be retrieved: {type(exc).__name__}") from None
+        raise TwimlError(
+            HTTP_RETRIEVAL_FAILURE, f"{safe_for_log(url)} could not be retrieved: {type(exc).__name__}"
+        ) from None
     if kind == "twiml":
         return parse_twiml(document, max_bytes=MAX_ANSWER_BYTES)
     if kind == "text":
@@ -71,4 +74,16 @@ async def fetch_twiml(
         return plain_text_reply(text) if text else []
     if not document.strip():
         return []  # an empty answer of any type says "do nothing"
-    raise TwimlError(INVALID_CONTENT_TYPE, f"{url} answered with Content-Type {response.headers.get('Content-Type')!r}")
+    raise TwimlError(INVALID_CONTENT_TYPE, f"{safe_for_log(url)} answered with Content-Type {content_type!r}")
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, whole (it may come in many chunks), but never more than ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(65536):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]

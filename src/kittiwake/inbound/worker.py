@@ -26,7 +26,7 @@ from kittiwake.pacing import RatePolicy
 from kittiwake.phone import AddressKind, classify, country_code_of
 from kittiwake.receiving import enqueue_reply
 from kittiwake.store.base import InboundStore, Transition
-from kittiwake.twiml import TITLES, Verb
+from kittiwake.twiml import HTTP_RETRIEVAL_FAILURE, TITLES, TwimlError, Verb
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ class InboundWorker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running: set[int] = set()
         self._slots = asyncio.Semaphore(concurrency)
         self._guard = LoopGuard(clock, settings.inbound.loop_limit, settings.inbound.loop_window)
         self._session: aiohttp.ClientSession | None = None
@@ -113,8 +114,7 @@ class InboundWorker:
         room = self._concurrency - len(self._tasks)
         if room <= 0:
             return
-        # A job's whole conversation can take several webhook timeouts (fallback, redirects, actions).
-        lease = self._settings.inbound.webhook_timeout * (self._settings.inbound.max_redirects + 3)
+        lease = self._lease_seconds()
         now = self._clock.now_micros()
         try:
             jobs = await self._store.claim_inbound(now, room, now + round(lease * 1_000_000))
@@ -122,9 +122,17 @@ class InboundWorker:
             log.exception("claiming inbound jobs failed; retrying at the next poll")
             return
         for job_id, message in jobs:
+            if job_id in self._running:
+                continue  # still ours from before its lease lapsed: never run a conversation twice
+            self._running.add(job_id)
             task = asyncio.create_task(self._run_job(job_id, message))
             self._tasks.add(task)
             task.add_done_callback(self._job_done)
+
+    def _lease_seconds(self) -> float:
+        """A job's whole conversation can take many webhook timeouts (fallback, redirects, actions)."""
+        inbound = self._settings.inbound
+        return inbound.webhook_timeout * (2 * inbound.max_redirects + inbound.max_replies + 4)
 
     def _job_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -137,6 +145,8 @@ class InboundWorker:
             self.processed += 1
         except Exception:
             log.exception("inbound message %s: processing failed; retried after its lease", message.sid)
+        finally:
+            self._running.discard(job_id)
 
     async def _process(self, message: Message) -> None:
         number = await self._store.find_number(message.to)
@@ -155,9 +165,15 @@ class InboundWorker:
 
         params = inbound_params(message, self._settings.short_code_region)
         conversation = Conversation(
-            message, params, self._settings, self._clock, fetch, enqueue, owns, self._guard, self._store.add_message
-        )
-        error = await conversation.run(target)
+            message, params, self._settings, self._clock, fetch, enqueue, owns, self._guard, self._store.add_message,
+            self._store.is_opted_out,
+        )  # fmt: skip
+        try:
+            # Within the job's lease, or another claim would run the conversation a second time.
+            async with asyncio.timeout(self._lease_seconds() - self._settings.inbound.webhook_timeout):
+                error = await conversation.run(target)
+        except TimeoutError:
+            error = TwimlError(HTTP_RETRIEVAL_FAILURE, "the conversation took longer than its lease")
         if error is None:
             return
         self.failed += 1

@@ -98,6 +98,9 @@ class Outcome:
 class _Host:
     slots: asyncio.Semaphore
     held: int = 0  # rows for this host that the worker holds: in flight or waiting for a slot
+    # Recent seconds per attempt (moving average): how fast the host drains the rows held for it.
+    latency: float = 0.5
+    answered: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,8 +259,13 @@ class OutboxWorker:
 
     def _start(self, row: Callback, start_by: float) -> None:
         entry = self._host(_host_key(row.url))
-        # A host with a full round already waiting for a slot gets no more: the row goes straight back.
-        defer = entry.held >= 2 * self._settings.per_host_concurrency
+        # Hold no more rows for a host than it can start before their leases run short, judged by how fast
+        # it has been answering: two rounds of its concurrency until it has shown more. The rest go straight
+        # back (see _defer). A fast app then takes a burst at once; a slow one cannot fill the window.
+        rounds = 2.0
+        if entry.answered:
+            rounds = max(2.0, (start_by - self._clock.monotonic()) / max(entry.latency, 0.001))
+        defer = entry.held >= self._settings.per_host_concurrency * rounds
         job = _Job(row, start_by, entry, defer)
         self._held.add(row.id)
         if not defer:
@@ -328,10 +336,15 @@ class OutboxWorker:
             await self._give_up(callback, "account no longer exists")
             return
         self.in_flight += 1
+        started = self._clock.monotonic()
         try:
             outcome = await self._send(callback, token)
         finally:
             self.in_flight -= 1
+        entry = self._hosts.get(_host_key(callback.url))
+        if entry is not None:
+            entry.latency = 0.8 * entry.latency + 0.2 * (self._clock.monotonic() - started)
+            entry.answered += 1
         await self._record(callback, outcome)
 
     async def _send(self, callback: Callback, token: str) -> Outcome:
@@ -381,14 +394,19 @@ class OutboxWorker:
         log.warning("callback %d to %s given up: %s", callback.id, safe_for_log(callback.url), error)
 
     async def _defer(self, callback: Callback) -> None:
-        """Send an unattempted row back (its host is saturated); attempts unchanged, due after one timeout,
-        by which time every request now on that host has finished."""
+        """Send an unattempted row back (its host is saturated); attempts unchanged, due again once the host
+        should have worked through what it holds now (its recent speed; at most one timeout)."""
         now = self._clock.now_micros()
         deadline = callback.created_at + round(self._settings.give_up_after_seconds * _MICROS)
         if now >= deadline:
             await self._give_up(callback, "host busy until the give-up time")
             return
-        next_at = min(now + round(self._settings.timeout_seconds * _MICROS), deadline)
+        entry = self._hosts.get(_host_key(callback.url))
+        drain = self._settings.timeout_seconds
+        if entry is not None and entry.answered:
+            rounds = entry.held / self._settings.per_host_concurrency + 1
+            drain = min(drain, max(0.05, rounds * entry.latency))
+        next_at = min(now + round(drain * _MICROS), deadline)
         await self._store.callback_retry(callback.id, callback.attempts, next_at, "deferred: host busy")
         self.deferred += 1
 
