@@ -49,6 +49,15 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so ``finally`` blocks stop subprocesses and remove temp dirs (e.g. timeout)."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def command_line() -> str:
     """The exact command that produced this output."""
     return " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
@@ -174,12 +183,15 @@ def write_config(
     short_code: float | None = None,
     max_backlog_seconds: float | None = None,
     receipt_delay: float | None = None,
+    extra: str = "",
 ) -> Path:
-    """A kittiwake TOML config with only the given settings."""
+    """A kittiwake TOML config with only the given settings; ``extra`` is appended verbatim (more tables)."""
     pacing = {"long_code": long_code, "short_code": short_code, "max_backlog_seconds": max_backlog_seconds}
     lines = ["[pacing]"] + [f"{k} = {float(v)!r}" for k, v in pacing.items() if v is not None]
     if receipt_delay is not None:
         lines += ["[simulator]", f"receipt_delay = {float(receipt_delay)!r}"]
+    if extra:
+        lines.append(extra.strip())
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -215,12 +227,13 @@ async def provision(server: Server, numbers: Sequence[str], concurrency: int = 1
         raise RuntimeError(f"{len(failures)} numbers failed to provision, e.g. {failures[0]}")
 
 
-def add_short_code(server: Server, code: str) -> None:
-    subprocess.run(
-        [KITTIWAKE, "numbers", "add", "--account", server.account_sid, code, "--short-code", "--data-dir",
-         str(server.data_dir)],
-        check=True, capture_output=True, text=True, env=clean_env(), timeout=60,
-    )  # fmt: skip
+def add_short_code(server: Server, code: str, sms_url: str | None = None) -> None:
+    """``kittiwake numbers add --short-code`` (the API cannot add short codes), optionally with an SMS URL."""
+    args = [KITTIWAKE, "numbers", "add", "--account", server.account_sid, code, "--short-code", "--data-dir",
+            str(server.data_dir)]  # fmt: skip
+    if sms_url is not None:
+        args += ["--sms-url", sms_url]
+    subprocess.run(args, check=True, capture_output=True, text=True, env=clean_env(), timeout=60)
 
 
 async def sim_messages(

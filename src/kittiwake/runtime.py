@@ -192,6 +192,8 @@ class Gateway:
                 if "api" in settings.roles:
                     await self._run_api(store, settings, policy, out)
                 else:
+                    out.write(f"Running {', '.join(sorted(settings.roles)) or 'no roles'} (no HTTP port)\n")
+                    out.flush()
                     self.ready.set()
                     assert self._stop is not None
                     await self._stop.wait()

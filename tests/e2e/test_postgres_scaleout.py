@@ -66,7 +66,7 @@ def violations(records: list[dict[str, object]], interval: float = 1.0) -> int:
 def start_cluster(tmp_path: Path, url: str) -> tuple[ServeProcess, list[ServeProcess]]:
     api = start_serve(tmp_path / "api", "--role", "api", "--database-url", url)
     dispatchers = [
-        start_serve(tmp_path / f"d{i}", "--role", "dispatcher,webhooks", "--database-url", url, ready="roles:")
+        start_serve(tmp_path / f"d{i}", "--role", "dispatcher,webhooks", "--database-url", url, ready="Running ")
         for i in range(2)
     ]
     return api, dispatchers

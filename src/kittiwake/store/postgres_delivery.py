@@ -121,7 +121,7 @@ class PostgresDeliveryMixin:
             return int(row[0])
 
         enqueue = Statement(_ENQUEUE, params, admitted, duplicate_error=True)
-        seq = await self.writer.submit(enqueue, notify=(QUEUE_CHANNEL, message.from_))
+        seq = await self.writer.submit(enqueue, notify=(QUEUE_CHANNEL, message.from_), lock_key=message.from_)
         for listener in self.queue_listeners:
             listener(message.from_)
         return replace(message, seq=seq)
@@ -161,7 +161,7 @@ class PostgresDeliveryMixin:
             )
             return claimed
 
-        return await self.writer.submit(op)
+        return await self.writer.submit(op, lock_key=sender)
 
     async def acquire_senders(self, owner: str, senders: Sequence[str], now: int, lease_until: int) -> dict[str, int]:
         """Take or renew the lease on each sender that is free, expired or already ours; their tats.
@@ -191,7 +191,7 @@ class PostgresDeliveryMixin:
                 acquired[sender] = int(row[2])
             return acquired
 
-        found = await self.writer.submit(op)
+        found = await self.writer.submit(op, lock_key=ordered[0] if ordered else None)
         return {s: found[s] for s in senders if s in found}
 
     async def release_senders(self, owner: str, senders: Sequence[tuple[str, int]]) -> None:
@@ -207,7 +207,7 @@ class PostgresDeliveryMixin:
                 params,
             )
 
-        await self.writer.submit(op)
+        await self.writer.submit(op, lock_key=params[0][1])
 
     async def apply_transitions(
         self, transitions: Sequence[Transition], now: int, sender_tat: tuple[str, int] | None = None
@@ -246,7 +246,7 @@ class PostgresDeliveryMixin:
                 )
             return applied
 
-        return await self.writer.submit(op)
+        return await self.writer.submit(op, lock_key=sender_tat[0] if sender_tat is not None else None)
 
     async def recover_in_flight(self) -> int:
         """At start-up of the only dispatcher on this database: every lease is stale, messages left
@@ -366,7 +366,7 @@ class PostgresDeliveryMixin:
         if to is not None:
             sql += " AND to_number = %s"
             params.append(to)
-        sql += " ORDER BY id LIMIT %s"
+        sql += " ORDER BY submitted_at, id LIMIT %s"
         params.append(limit)
         return [_sim_from(r) for r in await self._query(sql, params)]
 

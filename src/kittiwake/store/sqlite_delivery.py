@@ -350,7 +350,7 @@ class SqliteDeliveryMixin:
         if to is not None:
             sql += " AND to_number = ?"
             params.append(to)
-        sql += " ORDER BY id LIMIT ?"
+        sql += " ORDER BY submitted_at, id LIMIT ?"
         params.append(limit)
         return [_sim_from(r) for r in self._query(sql, params)]
 
