@@ -40,11 +40,11 @@ from kittiwake.store.base import (
     Page,
     PageRequest,
 )
+from kittiwake.store.cache import CACHE_SECONDS, TtlCache
 from kittiwake.store.migrations import migrations_for
 from kittiwake.store.postgres_delivery import QUEUE_CHANNEL, PostgresDeliveryMixin
 from kittiwake.store.postgres_inbound import INBOUND_CHANNEL, PostgresInboundMixin
 from kittiwake.store.postgres_writer import PgGroupCommitWriter, Statement, first_int
-from kittiwake.store.sqlite import CACHE_SECONDS, _TtlCache
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class PostgresStore(PostgresDeliveryMixin, PostgresInboundMixin):
         self.queue_listeners: list[Callable[[str], None]] = []
         self.inbound_listeners: list[Callable[[], None]] = []
         # As SqliteStore: found accounts are kept for a moment; this process's updates drop them.
-        self._accounts: _TtlCache[Account] = _TtlCache(CACHE_SECONDS)
+        self._accounts: TtlCache[Account] = TtlCache(CACHE_SECONDS)
 
     async def open(self) -> None:
         await apply_migrations(self.url)

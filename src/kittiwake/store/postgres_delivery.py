@@ -14,7 +14,6 @@ rows ``FOR UPDATE SKIP LOCKED``, so two workers never lease the same callback.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -54,10 +53,6 @@ _CLAIM_CALLBACKS = (
     "UPDATE callbacks SET next_attempt_at = %s FROM due WHERE callbacks.id = due.id "
     f"RETURNING {', '.join(f'due.{c}' for c in _CALLBACK_COLUMNS)}"
 )
-_SIM_COLUMNS = (
-    "id, account_sid, message_sid, carrier_message_id, from_number, to_number, body, segments, submitted_at, "
-    "outcome, error_code, receipt_due_at"
-)
 # Messages of a sender left ``sending`` by a previous lease holder go back to the queue, and their
 # segments back to the sender's backlog.
 _REQUEUE_IN_FLIGHT = (
@@ -68,30 +63,14 @@ _REQUEUE_IN_FLIGHT = (
 )
 
 
+_INSERT_CALLBACK = (
+    f"INSERT INTO callbacks ({', '.join(rows.CALLBACK_INSERT_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(rows.CALLBACK_INSERT_COLUMNS))})"
+)
+
+
 async def _insert_callback(cursor: Cursor, callback: NewCallback, now: int) -> None:
-    await cursor.execute(
-        "INSERT INTO callbacks (account_sid, message_sid, url, method, params, idempotency_key, created_at, "
-        "next_attempt_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            callback.account_sid,
-            callback.message_sid,
-            callback.url,
-            callback.method,
-            json.dumps(callback.params),
-            callback.idempotency_key,
-            now,
-            now,
-        ),
-    )
-
-
-def _callback_from(row: Sequence[Any]) -> Callback:
-    params = tuple((str(k), str(v)) for k, v in json.loads(row[4]))
-    return Callback(row[0], row[1], row[2], row[3], params, row[5], row[6], row[7], row[8])
-
-
-def _sim_from(row: Sequence[Any]) -> SimRecord:
-    return SimRecord(*row[:12])
+    await cursor.execute(_INSERT_CALLBACK, rows.callback_row(callback, now))
 
 
 class PostgresDeliveryMixin:
@@ -289,7 +268,7 @@ class PostgresDeliveryMixin:
     async def claim_callbacks(self, now: int, limit: int, lease_until: int) -> list[Callback]:
         async def op(cursor: Cursor) -> list[Callback]:
             await cursor.execute(_CLAIM_CALLBACKS, (now, limit, lease_until))
-            return [_callback_from(r) for r in await cursor.fetchall()]
+            return [rows.callback_from(r) for r in await cursor.fetchall()]
 
         claimed = await self.writer.submit(op)
         return sorted(claimed, key=lambda c: (c.next_attempt_at, c.id))
@@ -348,9 +327,9 @@ class PostgresDeliveryMixin:
 
     async def pending_sim_receipts(self) -> list[SimRecord]:
         found = await self._query(
-            f"SELECT {_SIM_COLUMNS} FROM sim_messages WHERE receipt_done = 0 ORDER BY receipt_due_at, id"
+            f"SELECT {rows.SIM_COLUMNS} FROM sim_messages WHERE receipt_done = 0 ORDER BY receipt_due_at, id"
         )
-        return [_sim_from(r) for r in found]
+        return [rows.sim_from(r) for r in found]
 
     async def sim_receipt_sent(self, record_id: int) -> None:
         await self._execute("UPDATE sim_messages SET receipt_done = 1 WHERE id = %s", (record_id,))
@@ -358,7 +337,7 @@ class PostgresDeliveryMixin:
     async def list_sim_submissions(
         self, account_sid: str, from_: str | None = None, to: str | None = None, limit: int = 10_000
     ) -> list[SimRecord]:
-        sql = f"SELECT {_SIM_COLUMNS} FROM sim_messages WHERE account_sid = %s"
+        sql = f"SELECT {rows.SIM_COLUMNS} FROM sim_messages WHERE account_sid = %s"
         params: list[Any] = [account_sid]
         if from_ is not None:
             sql += " AND from_number = %s"
@@ -368,7 +347,7 @@ class PostgresDeliveryMixin:
             params.append(to)
         sql += " ORDER BY submitted_at, id LIMIT %s"
         params.append(limit)
-        return [_sim_from(r) for r in await self._query(sql, params)]
+        return [rows.sim_from(r) for r in await self._query(sql, params)]
 
     async def clear_sim_submissions(self, account_sid: str) -> int:
         return await self._execute("DELETE FROM sim_messages WHERE account_sid = %s", (account_sid,))

@@ -6,11 +6,13 @@ Updatable columns are listed per table so an update can never touch a column the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 from kittiwake.domain import AccountStatus, Direction, MessageStatus, NumberKind
-from kittiwake.models import Account, Application, Message, PhoneNumber
+from kittiwake.models import Account, Application, Callback, Message, PhoneNumber
+from kittiwake.store.base import NewCallback, SimRecord
 
 ACCOUNT_COLUMNS = (
     "sid", "friendly_name", "auth_token", "status", "owner_account_sid", "date_created", "date_updated",
@@ -96,3 +98,29 @@ def message_from(row: Sequence[Any]) -> Message:
         validity_period=row[17], date_created=row[18], date_updated=row[19], date_sent=row[20],
         callback_url=row[21], expires_at=row[22], submitted_at=row[23], carrier_message_id=row[24], seq=row[25],
     )  # fmt: skip
+
+
+CALLBACK_INSERT_COLUMNS = (
+    "account_sid", "message_sid", "url", "method", "params", "idempotency_key", "created_at", "next_attempt_at",
+)  # fmt: skip
+# The columns a worker reads back, in Callback's field order.
+CALLBACK_COLUMNS = "id, account_sid, url, method, params, idempotency_key, attempts, created_at, next_attempt_at"
+SIM_COLUMNS = (
+    "id, account_sid, message_sid, carrier_message_id, from_number, to_number, body, segments, submitted_at, "
+    "outcome, error_code, receipt_due_at"
+)
+
+
+def callback_row(callback: NewCallback, now: int) -> tuple[Any, ...]:
+    """The values of CALLBACK_INSERT_COLUMNS for a new outbox row, due at once."""
+    return (callback.account_sid, callback.message_sid, callback.url, callback.method, json.dumps(callback.params),
+            callback.idempotency_key, now, now)  # fmt: skip
+
+
+def callback_from(row: Sequence[Any]) -> Callback:
+    params = tuple((str(k), str(v)) for k, v in json.loads(row[4]))
+    return Callback(row[0], row[1], row[2], row[3], params, row[5], row[6], row[7], row[8])
+
+
+def sim_from(row: Sequence[Any]) -> SimRecord:
+    return SimRecord(*row[:12])

@@ -8,10 +8,9 @@ indexed lookups the API makes take microseconds, so a hop to a thread pool would
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from kittiwake.models import Account, Application, Message, PhoneNumber
 from kittiwake.store import rows
@@ -24,14 +23,12 @@ from kittiwake.store.base import (
     Page,
     PageRequest,
 )
+from kittiwake.store.cache import CACHE_SECONDS, TtlCache
 from kittiwake.store.migrations import migrations_for
 from kittiwake.store.sqlite_carrier import SqliteCarrierMixin
 from kittiwake.store.sqlite_delivery import SqliteDeliveryMixin
 from kittiwake.store.sqlite_inbound import SqliteInboundMixin
 from kittiwake.store.sqlite_writer import GroupCommitWriter, connect
-
-T = TypeVar("T")
-CACHE_SECONDS = 1.0
 
 
 def _placeholders(n: int) -> str:
@@ -86,8 +83,8 @@ class SqliteStore(SqliteDeliveryMixin, SqliteInboundMixin, SqliteCarrierMixin):
         # Every API request authenticates an account and every create looks up its sender: keep the
         # rows found for a moment. Only found rows are kept (a row another process just added is seen at
         # once) and this process's own updates and deletes drop them; other processes only add rows.
-        self._accounts: _TtlCache[Account] = _TtlCache(CACHE_SECONDS)
-        self._numbers: _TtlCache[PhoneNumber] = _TtlCache(CACHE_SECONDS)
+        self._accounts: TtlCache[Account] = TtlCache(CACHE_SECONDS)
+        self._numbers: TtlCache[PhoneNumber] = TtlCache(CACHE_SECONDS)
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -296,33 +293,6 @@ class SqliteStore(SqliteDeliveryMixin, SqliteInboundMixin, SqliteCarrierMixin):
 
     async def delete_message(self, account_sid: str, sid: str) -> bool:
         return await self._delete("messages", account_sid, sid)
-
-
-class _TtlCache(Generic[T]):
-    """Rows by key for ``ttl`` seconds (monotonic), at most ``size`` of them."""
-
-    def __init__(self, ttl: float, size: int = 10_000) -> None:
-        self._ttl = ttl
-        self._size = size
-        self._rows: dict[str, tuple[float, T]] = {}
-
-    def get(self, key: str) -> T | None:
-        entry = self._rows.get(key)
-        if entry is None or entry[0] < time.monotonic():
-            return None
-        return entry[1]
-
-    def put(self, key: str, row: T) -> T:
-        if len(self._rows) >= self._size:
-            self._rows.clear()
-        self._rows[key] = (time.monotonic() + self._ttl, row)
-        return row
-
-    def drop(self, key: str) -> None:
-        self._rows.pop(key, None)
-
-    def clear(self) -> None:
-        self._rows.clear()
 
 
 def _message_where(account_sid: str, filters: MessageFilter) -> tuple[str, list[Any]]:

@@ -8,7 +8,6 @@ backlog counter always change together.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -24,37 +23,14 @@ _INSERT_MESSAGE = (
     f"INSERT INTO messages ({', '.join(rows.MESSAGE_COLUMNS[:-1])}) "
     f"VALUES ({', '.join('?' * (len(rows.MESSAGE_COLUMNS) - 1))})"
 )
-_CALLBACK_COLUMNS = "id, account_sid, url, method, params, idempotency_key, attempts, created_at, next_attempt_at"
-_SIM_COLUMNS = (
-    "id, account_sid, message_sid, carrier_message_id, from_number, to_number, body, segments, submitted_at, "
-    "outcome, error_code, receipt_due_at"
+_INSERT_CALLBACK = (
+    f"INSERT INTO callbacks ({', '.join(rows.CALLBACK_INSERT_COLUMNS)}) "
+    f"VALUES ({', '.join(['?'] * len(rows.CALLBACK_INSERT_COLUMNS))})"
 )
 
 
 def _insert_callback(conn: sqlite3.Connection, callback: NewCallback, now: int) -> None:
-    conn.execute(
-        "INSERT INTO callbacks (account_sid, message_sid, url, method, params, idempotency_key, created_at, "
-        "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            callback.account_sid,
-            callback.message_sid,
-            callback.url,
-            callback.method,
-            json.dumps(callback.params),
-            callback.idempotency_key,
-            now,
-            now,
-        ),
-    )
-
-
-def _callback_from(row: Sequence[Any]) -> Callback:
-    params = tuple((str(k), str(v)) for k, v in json.loads(row[4]))
-    return Callback(row[0], row[1], row[2], row[3], params, row[5], row[6], row[7], row[8])
-
-
-def _sim_from(row: Sequence[Any]) -> SimRecord:
-    return SimRecord(*row[:12])
+    conn.execute(_INSERT_CALLBACK, rows.callback_row(callback, now))
 
 
 def _requeue_in_flight(conn: sqlite3.Connection, sender: str) -> None:
@@ -257,14 +233,14 @@ class SqliteDeliveryMixin:
     async def claim_callbacks(self, now: int, limit: int, lease_until: int) -> list[Callback]:
         def op(conn: sqlite3.Connection) -> list[Callback]:
             found = conn.execute(
-                f"SELECT {_CALLBACK_COLUMNS} FROM callbacks WHERE state = 'pending' AND next_attempt_at <= ? "
+                f"SELECT {rows.CALLBACK_COLUMNS} FROM callbacks WHERE state = 'pending' AND next_attempt_at <= ? "
                 "ORDER BY next_attempt_at LIMIT ?",
                 (now, limit),
             ).fetchall()
             conn.executemany(
                 "UPDATE callbacks SET next_attempt_at = ? WHERE id = ?", [(lease_until, r[0]) for r in found]
             )
-            return [_callback_from(r) for r in found]
+            return [rows.callback_from(r) for r in found]
 
         return await self.writer.submit(op)
 
@@ -330,9 +306,9 @@ class SqliteDeliveryMixin:
 
     async def pending_sim_receipts(self) -> list[SimRecord]:
         found = self._query(
-            f"SELECT {_SIM_COLUMNS} FROM sim_messages WHERE receipt_done = 0 ORDER BY receipt_due_at, id"
+            f"SELECT {rows.SIM_COLUMNS} FROM sim_messages WHERE receipt_done = 0 ORDER BY receipt_due_at, id"
         )
-        return [_sim_from(r) for r in found]
+        return [rows.sim_from(r) for r in found]
 
     async def sim_receipt_sent(self, record_id: int) -> None:
         await self.writer.submit(
@@ -342,7 +318,7 @@ class SqliteDeliveryMixin:
     async def list_sim_submissions(
         self, account_sid: str, from_: str | None = None, to: str | None = None, limit: int = 10_000
     ) -> list[SimRecord]:
-        sql = f"SELECT {_SIM_COLUMNS} FROM sim_messages WHERE account_sid = ?"
+        sql = f"SELECT {rows.SIM_COLUMNS} FROM sim_messages WHERE account_sid = ?"
         params: list[Any] = [account_sid]
         if from_ is not None:
             sql += " AND from_number = ?"
@@ -352,7 +328,7 @@ class SqliteDeliveryMixin:
             params.append(to)
         sql += " ORDER BY submitted_at, id LIMIT ?"
         params.append(limit)
-        return [_sim_from(r) for r in self._query(sql, params)]
+        return [rows.sim_from(r) for r in self._query(sql, params)]
 
     async def clear_sim_submissions(self, account_sid: str) -> int:
         return await self.writer.submit(
