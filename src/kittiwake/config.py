@@ -80,6 +80,9 @@ class CarrierSettings:
     registered_delivery: int = 1
     concat: str = "udh"  # or "sar": how the parts of a long message are tied together
     default: bool = False
+    # Binds the SMSC account allows at once. With several dispatcher processes each bind slot is leased to
+    # one process at a time; 0 means no limit (every dispatcher binds).
+    max_binds: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +252,8 @@ def _carrier(raw: dict[str, Any]) -> CarrierSettings:
         raise ConfigError(f"config: carrier {name}: bind_mode must be transceiver or transmitter_receiver")
     if carrier.concat not in ("udh", "sar"):
         raise ConfigError(f"config: carrier {name}: concat must be udh or sar")
+    if carrier.max_binds < 0:
+        raise ConfigError(f"config: carrier {name}: max_binds must be 0 (no limit) or more")
     if carrier.window < 1 or not 0 < carrier.port < 65536:
         raise ConfigError(f"config: carrier {name}: window must be >= 1 and port 1..65535")
     return carrier

@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from peers.smsc import SKIP_REASON, Smsc, node_available
 from support import ServeProcess, run_cli, start_serve, stop_process
 
 ADMIN_URL = os.environ.get("KITTIWAKE_TEST_DATABASE_URL", "")
@@ -170,3 +171,66 @@ def test_migrate_data_moves_an_embedded_deployment(tmp_path: Path, database_url:
         assert again.returncode == 2 and "not empty" in again.stderr
     finally:
         stop_process(cluster)
+
+
+@pytest.mark.skipif(not node_available(), reason=SKIP_REASON)
+def test_one_smpp_bind_across_dispatchers_and_failover(tmp_path: Path, database_url: str) -> None:
+    with Smsc() as smsc:
+        config = tmp_path / "kittiwake.toml"
+        config.write_text(
+            '[pacing]\nlong_code = 20.0\n\n[[carriers]]\nname = "smsc"\ntype = "smpp"\nhost = "127.0.0.1"\n'
+            f'port = {smsc.port}\nsystem_id = "kittiwake"\npassword = "secret"\nreconnect_min = 0.2\n'
+        )
+        api = start_serve(tmp_path / "api", "--role", "api", "--database-url", database_url, "--config", str(config))
+        dispatchers = [
+            start_serve(
+                tmp_path / f"d{i}",
+                "--role",
+                "dispatcher,webhooks",
+                "--database-url",
+                database_url,
+                "--config",
+                str(config),
+                ready="Running ",
+            )
+            for i in range(2)
+        ]
+        try:
+            sids = enqueue(api, database_url)
+            statuses = wait_all_delivered(api, sids)
+            assert all(statuses.get(sid) == "delivered" for sid in sids), collections.Counter(statuses.values())
+            with psycopg.connect(database_url) as conn:
+                row = conn.execute(
+                    "SELECT owner FROM carrier_binds WHERE carrier = 'smsc' AND owner IS NOT NULL"
+                ).fetchone()
+            assert row is not None
+            holder_pid = int(str(row[0]).split("-")[-2])
+            holder = next(d for d in dispatchers if d.process.pid == holder_pid)
+            stop_process(holder, signal.SIGKILL)
+            more = enqueue_more(api)
+            statuses = wait_all_delivered(api, more, timeout=60)
+            assert all(statuses.get(sid) == "delivered" for sid in more), collections.Counter(statuses.values())
+            bound: set[object] = set()
+            most = 0
+            for event in smsc.events:
+                if event.get("event") == "bound":
+                    bound.add(event.get("session"))
+                elif event.get("event") in {"closed", "unbound"}:
+                    bound.discard(event.get("session"))
+                most = max(most, len(bound))
+            assert most == 1, "one bind at a time across the dispatchers"
+            assert len([e for e in smsc.events if e.get("event") == "bound"]) == 2, "the standby took over"
+        finally:
+            for process in [api, *dispatchers]:
+                stop_process(process)
+
+
+def enqueue_more(api: ServeProcess) -> list[str]:
+    gw = api.gateway
+    with httpx.Client(base_url=gw.base_url, auth=gw.auth, timeout=10) as client:
+        return [
+            client.post(
+                gw.account_path("/Messages.json"), data={"From": n, "To": "+14159352345", "Body": "after"}
+            ).json()["sid"]
+            for n in SENDERS
+        ]

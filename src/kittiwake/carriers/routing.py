@@ -25,6 +25,16 @@ class RoutingCarrier:
         """The carriers behind the router (for metrics)."""
         return list(self._carriers.values())
 
+    def bind_limits(self) -> dict[str, int]:
+        limits: dict[str, int] = {}
+        for carrier in self._carriers.values():
+            limits.update(carrier.bind_limits())
+        return limits
+
+    def allow_bind(self, name: str, allowed: bool) -> None:
+        for carrier in self._carriers.values():
+            carrier.allow_bind(name, allowed)
+
     def route(self, submission: Submission) -> Carrier:
         for route in self._routes:
             if route.prefix is not None and not submission.to.startswith(route.prefix):

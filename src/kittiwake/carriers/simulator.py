@@ -69,6 +69,12 @@ class SimulatedCarrier:
         for record in await self._store.pending_sim_receipts():
             self._schedule(record)
 
+    def bind_limits(self) -> dict[str, int]:
+        return {}  # the simulator has no binds to share
+
+    def allow_bind(self, name: str, allowed: bool) -> None:
+        return None
+
     async def submit(self, submission: Submission) -> SubmitResult:
         rule = rule_for(self._settings.rules, submission.to)
         outcome = rule.outcome if rule else "delivered"

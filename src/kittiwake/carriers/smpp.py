@@ -91,6 +91,10 @@ class SmppCarrier:
         self._tx: Link | None = None
         self._tx_ready = asyncio.Event()
         self._stopping = False
+        # Whether this process may bind (it holds a bind slot; see Dispatcher, several dispatchers).
+        self._allowed = asyncio.Event()
+        self._allowed.set()
+        self._disallowed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._references = itertools.cycle(range(1, 256))
         self._pause_until = 0.0
@@ -115,6 +119,20 @@ class SmppCarrier:
         for mode in modes:
             self._spawn(self._keep_bound(mode))
 
+    def bind_limits(self) -> dict[str, int]:
+        return {self.name: self.config.max_binds} if self.config.max_binds > 0 else {}
+
+    def allow_bind(self, name: str, allowed: bool) -> None:
+        if name != self.name:
+            return
+        if allowed:
+            self._disallowed.clear()
+            self._allowed.set()
+        else:
+            self._allowed.clear()
+            self._disallowed.set()
+            self.bind_state = "standby"
+
     async def stop(self) -> None:
         self._stopping = True
         for task in list(self._tasks):
@@ -132,6 +150,7 @@ class SmppCarrier:
         """Connect, bind and stay bound; after any loss, reconnect with exponential backoff, forever."""
         backoff = self.config.reconnect_min
         while not self._stopping:
+            await self._allowed.wait()
             link = Link(self.config, mode, self._clock, self._on_request)
             try:
                 await link.connect()
@@ -147,13 +166,25 @@ class SmppCarrier:
             if mode != "receiver":
                 self._tx = link
                 self._tx_ready.set()
+            closed = asyncio.create_task(link.closed.wait())
+            disallowed = asyncio.create_task(self._disallowed.wait())
             try:
-                await link.closed.wait()
+                await asyncio.wait([closed, disallowed], return_when=asyncio.FIRST_COMPLETED)
+                if self._disallowed.is_set():  # another process holds the bind slot now: unbind politely
+                    log.warning("SMPP %s: bind slot lost; unbinding", self.name)
+                    await link.close(unbind=True)
             finally:
+                for waiter in (closed, disallowed):
+                    waiter.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await waiter
                 if self._tx is link:
                     self._tx = None
                     self._tx_ready.clear()
                 await link.close()
+            if self._disallowed.is_set():
+                self.bind_state = "standby"
+                continue
             self.bind_state = "disconnected"
             self.reconnects += 1
             log.warning("SMPP %s (%s): connection lost; reconnecting", self.name, mode)

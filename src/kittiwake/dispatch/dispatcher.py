@@ -85,6 +85,9 @@ class Dispatcher:
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         # Senders whose lease this dispatcher holds, with the monotonic instant it ends.
         self._held: dict[str, float] = {}
+        # Carriers whose binds are limited (several dispatchers), and those whose bind slot we hold.
+        self._bind_limits: dict[str, int] = {}
+        self._binds_held: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._loops: list[asyncio.Task[None]] = []
@@ -103,6 +106,12 @@ class Dispatcher:
         dispatcher takes over a lapsed lease."""
         if sole_dispatcher:
             self.requeued_at_start = await self._store.recover_in_flight()
+        else:
+            # Several dispatchers share the carriers' bind slots: bind only once a slot is ours.
+            self._bind_limits = self._carrier.bind_limits()
+            for name in self._bind_limits:
+                self._carrier.allow_bind(name, False)
+            await self._maintain_binds()
         if self.requeued_at_start:
             log.warning("re-driving %d messages left in flight by the previous run", self.requeued_at_start)
         await self._load_senders()
@@ -127,6 +136,10 @@ class Dispatcher:
             with contextlib.suppress(Exception):
                 await self._store.release_senders(self.owner, [(s, self._tat_wall(s)) for s in self._held])
             self._held.clear()
+        for name in list(self._binds_held):
+            with contextlib.suppress(Exception):
+                await self._store.release_bind(name, self.owner)
+        self._binds_held.clear()
         await self._carrier.stop()
 
     def notify(self, sender: str) -> None:
@@ -156,8 +169,30 @@ class Dispatcher:
         if waiting:
             self._wake.set()
 
+    async def _maintain_binds(self) -> None:
+        """Take or renew a bind slot of each limited carrier; let the carrier bind only while we hold one.
+
+        A dispatcher without every slot it needs takes no senders (a hot standby): with one bind per SMSC
+        account, one dispatcher sends and the others take over when its slot lapses.
+        """
+        now = self._clock.now_micros()
+        until = now + round(self.LEASE_SECONDS * 1_000_000)
+        for name, slots in self._bind_limits.items():
+            held = await self._store.acquire_bind(name, slots, self.owner, now, until)
+            if held and name not in self._binds_held:
+                log.info("bind slot of %s taken: binding", name)
+                self._binds_held.add(name)
+                self._carrier.allow_bind(name, True)
+            elif not held and name in self._binds_held:
+                log.warning("bind slot of %s lost: unbinding and handing senders over", name)
+                self._binds_held.discard(name)
+                self._carrier.allow_bind(name, False)
+
+    def _may_take_senders(self) -> bool:
+        return self._binds_held.issuperset(self._bind_limits)
+
     async def _acquire(self, senders: list[str]) -> dict[str, int]:
-        if not senders:
+        if not senders or not self._may_take_senders():
             return {}
         now_mono, now_wall = self._clock.monotonic(), self._clock.now_micros()
         until = now_wall + round(self.LEASE_SECONDS * 1_000_000)
@@ -224,6 +259,8 @@ class Dispatcher:
         while not self._stopping:
             await asyncio.sleep(self._poll_interval)
             try:
+                if self._bind_limits:
+                    await self._maintain_binds()
                 await self._maintain_leases()
                 await self._load_senders()
                 await self._expire_queued()

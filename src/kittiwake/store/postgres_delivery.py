@@ -413,3 +413,33 @@ class PostgresDeliveryMixin:
             return PartOutcome(message_sid, None, None)
 
         return await self.writer.submit(op)
+
+    async def acquire_bind(self, carrier: str, slots: int, owner: str, now: int, lease_until: int) -> bool:
+        """Take or renew one of the carrier's ``slots`` bind slots for ``owner``; False if all are held."""
+
+        async def op(cursor: Cursor) -> bool:
+            await cursor.executemany(
+                "INSERT INTO carrier_binds (carrier, slot) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                [(carrier, slot) for slot in range(slots)],
+            )
+            await cursor.execute(
+                "SELECT slot FROM carrier_binds WHERE carrier = %s AND slot < %s "
+                "AND (owner = %s OR owner IS NULL OR expires < %s) "
+                "ORDER BY owner IS NOT DISTINCT FROM %s DESC, slot LIMIT 1 FOR UPDATE SKIP LOCKED",
+                (carrier, slots, owner, now, owner),
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                return False
+            await cursor.execute(
+                "UPDATE carrier_binds SET owner = %s, expires = %s WHERE carrier = %s AND slot = %s",
+                (owner, lease_until, carrier, row[0]),
+            )
+            return True
+
+        return await self.writer.submit(op)
+
+    async def release_bind(self, carrier: str, owner: str) -> None:
+        await self._execute(
+            "UPDATE carrier_binds SET owner = NULL, expires = NULL WHERE carrier = %s AND owner = %s", (carrier, owner)
+        )

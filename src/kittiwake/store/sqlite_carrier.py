@@ -63,3 +63,34 @@ class SqliteCarrierMixin:
             return PartOutcome(row[1], None, None)
 
         return await self.writer.submit(op)
+
+    async def acquire_bind(self, carrier: str, slots: int, owner: str, now: int, lease_until: int) -> bool:
+        """Take or renew one of the carrier's ``slots`` bind slots for ``owner``; False if all are held."""
+
+        def op(conn: sqlite3.Connection) -> bool:
+            conn.executemany(
+                "INSERT INTO carrier_binds (carrier, slot) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                [(carrier, slot) for slot in range(slots)],
+            )
+            row = conn.execute(
+                "SELECT slot FROM carrier_binds WHERE carrier = ? AND slot < ? "
+                "AND (owner = ? OR owner IS NULL OR expires < ?) ORDER BY owner = ? DESC, slot LIMIT 1",
+                (carrier, slots, owner, now, owner),
+            ).fetchone()
+            if row is None:
+                return False
+            conn.execute(
+                "UPDATE carrier_binds SET owner = ?, expires = ? WHERE carrier = ? AND slot = ?",
+                (owner, lease_until, carrier, row[0]),
+            )
+            return True
+
+        return await self.writer.submit(op)
+
+    async def release_bind(self, carrier: str, owner: str) -> None:
+        await self.writer.submit(
+            lambda conn: conn.execute(
+                "UPDATE carrier_binds SET owner = NULL, expires = NULL WHERE carrier = ? AND owner = ?",
+                (carrier, owner),
+            )
+        )
