@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import orjson
 
 import kw_harness as kw
 from kw_receiver import Receiver, running_receiver
@@ -126,32 +125,8 @@ async def load(
     server: kw.Server, handsets: list[str], per_handset: int, concurrency: int
 ) -> tuple[dict[str, float], int, float]:
     """POST every inbound message; return sid -> 201 time (epoch), refusals, and the seconds from t0 to the last."""
-    jobs = iter([(h, k) for k in range(per_handset) for h in handsets])
-    accepted: dict[str, float] = {}
-    refused = 0
-    errors: list[str] = []
-    url = f"{server.base_url}/sim/inbound"
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        nonlocal refused
-        for handset, k in jobs:
-            form = {"From": handset, "To": SHORT_CODE, "Body": f"ping {k}"}
-            async with session.post(url, data=form, headers=server.headers) as response:
-                text = await response.read()
-                at = time.time()
-                if response.status == 201:
-                    accepted[str(orjson.loads(text)["sid"])] = at
-                else:
-                    refused += 1
-                    if len(errors) < 3:
-                        errors.append(f"{response.status} {text[:200]!r}")
-
-    began = time.monotonic()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-    if errors:
-        kw.log(f"{refused} inbound refused, e.g. {errors}")
-    return accepted, refused, time.monotonic() - began
+    forms = ({"From": h, "To": SHORT_CODE, "Body": f"ping {k}"} for k in range(per_handset) for h in handsets)
+    return await kw.post_forms(server, f"{server.base_url}/sim/inbound", forms, concurrency, "inbound")
 
 
 async def sim_total(server: kw.Server) -> int:

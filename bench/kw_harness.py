@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 import aiohttp
+import orjson
 
 from kittiwake import provisioning
 from kittiwake.clock import SystemClock
@@ -234,6 +235,37 @@ def add_short_code(server: Server, code: str, sms_url: str | None = None) -> Non
     if sms_url is not None:
         args += ["--sms-url", sms_url]
     subprocess.run(args, check=True, capture_output=True, text=True, env=clean_env(), timeout=60)
+
+
+async def post_forms(
+    server: Server, url: str, forms: Iterable[dict[str, str]], concurrency: int, what: str = "requests"
+) -> tuple[dict[str, float], int, float]:
+    """POST every form to ``url`` from ``concurrency`` keep-alive connections; return sid -> time of its 201
+    (epoch, client clock), how many were refused, and the seconds from the first request to the last answer."""
+    source = iter(forms)
+    accepted: dict[str, float] = {}
+    refused = 0
+    errors: list[str] = []
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal refused
+        for form in source:
+            async with session.post(url, data=form, headers=server.headers) as response:
+                text = await response.read()
+                at = time.time()
+                if response.status == 201:
+                    accepted[str(orjson.loads(text)["sid"])] = at
+                else:
+                    refused += 1
+                    if len(errors) < 3:
+                        errors.append(f"{response.status} {text[:200]!r}")
+
+    began = time.monotonic()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    if errors:
+        log(f"{refused} {what} refused, e.g. {errors}")
+    return accepted, refused, time.monotonic() - began
 
 
 async def sim_messages(

@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import orjson
 
 import kw_harness as kw
 from kittiwake.pacing import Rate, lateness, violations
@@ -110,34 +109,8 @@ def build_jobs(long_codes: list[str], per_long: int, short_messages: int, multi_
 
 async def enqueue(server: kw.Server, jobs: list[Job], concurrency: int) -> tuple[dict[str, float], int, float]:
     """POST every job; return sid -> acceptance time (client wall clock), the rejections, and the duration."""
-    accepted: dict[str, float] = {}
-    rejected = 0
-    source = iter(jobs)
-    url = server.url("/Messages.json")
-    errors: list[str] = []
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        nonlocal rejected
-        for job in source:
-            form = {"From": job.sender, "To": job.to, "Body": job.body}
-            async with session.post(url, data=form, headers=server.headers) as response:
-                text = await response.read()
-                at = time.time()
-                if response.status == 201:
-                    accepted[str(orjson.loads(text)["sid"])] = at
-                else:
-                    rejected += 1
-                    if len(errors) < 3:
-                        errors.append(f"{response.status} {text[:200]!r}")
-
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    began = time.monotonic()
-    async with aiohttp.ClientSession(connector=connector) as session:
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-    elapsed = time.monotonic() - began
-    if errors:
-        kw.log(f"{rejected} creates refused, e.g. {errors}")
-    return accepted, rejected, elapsed
+    forms = ({"From": job.sender, "To": job.to, "Body": job.body} for job in jobs)
+    return await kw.post_forms(server, server.url("/Messages.json"), forms, concurrency, "creates")
 
 
 async def wait_submitted(server: kw.Server, expected: int, patience: float) -> list[dict[str, object]]:

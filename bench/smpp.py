@@ -49,9 +49,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
-import orjson
-
 import kw_harness as kw
 from kw_receiver import Receiver, running_receiver
 
@@ -165,32 +162,11 @@ async def load(
 ) -> tuple[dict[str, float], int, float]:
     """POST ``count`` creates; sid -> 201 time (epoch), refusals, seconds from the first request to the last 201."""
     to = kw.recipients(50)
-    counter = iter(range(count))
-    accepted: dict[str, float] = {}
-    refused = 0
-    errors: list[str] = []
-    url = server.url("/Messages.json")
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        nonlocal refused
-        for i in counter:
-            form = {"From": senders[i % len(senders)], "To": to[i % len(to)], "Body": BODY, "StatusCallback": callback}
-            async with session.post(url, data=form, headers=server.headers) as response:
-                text = await response.read()
-                at = time.time()
-                if response.status == 201:
-                    accepted[str(orjson.loads(text)["sid"])] = at
-                else:
-                    refused += 1
-                    if len(errors) < 3:
-                        errors.append(f"{response.status} {text[:200]!r}")
-
-    began = time.monotonic()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-    if errors:
-        kw.log(f"{refused} creates refused, e.g. {errors}")
-    return accepted, refused, time.monotonic() - began
+    forms = (
+        {"From": senders[i % len(senders)], "To": to[i % len(to)], "Body": BODY, "StatusCallback": callback}
+        for i in range(count)
+    )
+    return await kw.post_forms(server, server.url("/Messages.json"), forms, concurrency, "creates")
 
 
 async def delivered_callbacks(
