@@ -88,6 +88,8 @@ class Dispatcher:
         # Carriers whose binds are limited (several dispatchers), and those whose bind slot we hold.
         self._bind_limits: dict[str, int] = {}
         self._binds_held: set[str] = set()
+        # Per sender, submissions whose status write has not committed yet.
+        self._unrecorded: collections.Counter[str] = collections.Counter()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._loops: list[asyncio.Task[None]] = []
@@ -218,7 +220,13 @@ class Dispatcher:
     async def _maintain_leases(self) -> None:
         """Renew the leases of senders with work; release those of idle senders (persisting their tat)."""
         now = self._clock.monotonic()
-        busy = [s for s in self._held if self._scheduler.is_scheduled(s) or self._scheduler.is_in_flight(s)]
+        # A sender whose last submissions are not recorded yet keeps its lease: released now, another
+        # dispatcher taking it over would find those messages still `sending` and send them again.
+        busy = [
+            s
+            for s in self._held
+            if self._scheduler.is_scheduled(s) or self._scheduler.is_in_flight(s) or s in self._unrecorded
+        ]
         idle = [s for s in self._held if s not in busy]
         if idle:
             # Forget them first: a sender that gets work while the release is on its way then acquires anew.
@@ -375,8 +383,15 @@ class Dispatcher:
         # The write completes in the background: the next submission does not wait for the disk.
         task = asyncio.create_task(self._record([transition], now_wall, (sender, tat_wall)))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._unrecorded[sender] += 1
+        task.add_done_callback(lambda done: self._recorded(sender, done))
         return True
+
+    def _recorded(self, sender: str, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        self._unrecorded[sender] -= 1
+        if not self._unrecorded[sender]:
+            del self._unrecorded[sender]
 
     def _after_submit(self, message: Message, result: SubmitResult, now: int) -> Transition:
         if result.accepted:
