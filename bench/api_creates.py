@@ -50,6 +50,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
+import kw_harness as kw
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 # A short code (100 segments/s): a long code's queue is capped at 10 hours of backlog (36,000 segments,
@@ -100,24 +102,11 @@ def _child_env() -> dict[str, str]:
 
 def _read_banner(process: subprocess.Popen[str], timeout: float = 30) -> tuple[str, str, str]:
     """The SID, token and URL that ``serve`` prints before it accepts requests."""
-    assert process.stdout is not None
     lines: list[str] = []
-    sid = token = ""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if match := re.search(r"Account SID: (AC[0-9a-f]{32})", line):
-            sid = match.group(1)
-        if match := re.search(r"Auth token:\s+([0-9a-f]{32})", line):
-            token = match.group(1)
-        if match := re.search(r"Listening on (http://\S+)", line):
-            if not sid or not token:
-                break
-            return sid, token, match.group(1)
-    raise RuntimeError("kittiwake serve did not start:\n" + "".join(lines))
+    sid, token, url = kw.read_banner(process, lines, time.monotonic() + timeout)
+    if not sid or not token or not url:
+        raise RuntimeError("kittiwake serve did not start:\n" + "".join(lines))
+    return sid, token, url
 
 
 def _drain(process: subprocess.Popen[str]) -> None:

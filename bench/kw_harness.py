@@ -96,6 +96,30 @@ class Server:
         return f"{self.base_url}{API}/{self.account_sid}{rest}"
 
 
+def read_banner(
+    process: subprocess.Popen[str],
+    lines: list[str],
+    deadline: float,
+    credentials: tuple[str, str] | None = None,
+) -> tuple[str | None, str | None, str | None]:
+    """Read what ``serve`` prints until "Listening on" (or ``deadline``, monotonic): the first account's SID
+    and token (or ``credentials`` for a prepared data directory) and the URL; None for what never came."""
+    assert process.stdout is not None
+    sid, token = credentials if credentials else (None, None)
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if match := re.search(r"Account SID: (AC[0-9a-f]{32})", line):
+            sid = match.group(1)
+        if match := re.search(r"Auth token:\s+([0-9a-f]{32})", line):
+            token = match.group(1)
+        if match := re.search(r"Listening on (http://\S+)", line):
+            return sid, token, match.group(1)
+    return sid, token, None
+
+
 def start_server(
     data_dir: Path,
     config: Path | None = None,
@@ -112,23 +136,8 @@ def start_server(
         args += ["--config", str(config)]
     began = time.monotonic()
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env())
-    assert process.stdout is not None
     lines: list[str] = []
-    sid, token = credentials if credentials else (None, None)
-    base_url = None
-    deadline = began + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if match := re.search(r"Account SID: (AC[0-9a-f]{32})", line):
-            sid = match.group(1)
-        if match := re.search(r"Auth token:\s+([0-9a-f]{32})", line):
-            token = match.group(1)
-        if match := re.search(r"Listening on (http://\S+)", line):
-            base_url = match.group(1)
-            break
+    sid, token, base_url = read_banner(process, lines, began + timeout, credentials)
     started_in = time.monotonic() - began
     if base_url is None or sid is None or token is None:
         _terminate(process)
